@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== test dependencies"
+[ -f scripts/e2e-deps.sh ] && bash scripts/e2e-deps.sh
+
 echo "== toolchain checks"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
