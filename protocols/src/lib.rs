@@ -1,1 +1,9 @@
-//! placeholder
+//! Cairn's protocol heads and the protocol-neutral object-store trait they call.
+//!
+//! - [`store`]: the [`store::ObjectStore`] trait the node implements.
+//! - [`checksum`]: body digests and their verification, shared by every head.
+//! - [`s3`]: the S3 head on `s3s`.
+
+pub mod checksum;
+pub mod s3;
+pub mod store;
