@@ -1,0 +1,745 @@
+//! The SLC write buffer: append-only segment files mirrored on two SLC
+//! devices. Appends are group-committed: one committer task gathers every
+//! append that is waiting, writes the records to both copies, fdatasyncs
+//! both, and only then answers all of them.
+//!
+//! Segment file `seg-<seq:016x>.slc`: a 32-byte header then records.
+//! Record: 24-byte header (magic, len, extent id, crc32c over len+id+data)
+//! followed by `len` data bytes. See FORMAT.md.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use cairn_metadata::{Db, WriteBatch};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::device::sync_dir;
+use crate::error::{LayoutError, Result};
+use crate::io::{DeviceIo, IoFile};
+use crate::records;
+
+/// Size of the segment file header.
+pub const SEG_HEADER: usize = 32;
+/// Size of a record header.
+pub const REC_HEADER: usize = 24;
+const SEG_MAGIC: &[u8; 8] = b"CAIRNSLC";
+const SEG_VERSION: u32 = 1;
+const REC_MAGIC: u32 = u32::from_le_bytes(*b"SREC");
+/// Records per segment are limited by the extent id layout (`seq << 24 | index`).
+const MAX_RECORDS_PER_SEGMENT: u64 = 1 << 24;
+/// Most bytes one group commit writes.
+const MAX_GROUP_BYTES: usize = 32 << 20;
+
+/// Extent id of record `idx` in segment `seq`.
+pub fn extent_id(seq: u64, idx: u64) -> u64 {
+    (seq << 24) | idx
+}
+
+/// File name of segment `seq`.
+pub fn segment_name(seq: u64) -> String {
+    format!("seg-{seq:016x}.slc")
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    let hex = name.strip_prefix("seg-")?.strip_suffix(".slc")?;
+    u64::from_str_radix(hex, 16).ok()
+}
+
+fn segment_header(seq: u64) -> [u8; SEG_HEADER] {
+    let mut h = [0u8; SEG_HEADER];
+    h[0..8].copy_from_slice(SEG_MAGIC);
+    h[8..12].copy_from_slice(&SEG_VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&seq.to_le_bytes());
+    let crc = crc32c::crc32c(&h[0..24]);
+    h[24..28].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn check_segment_header(b: &[u8], seq: u64) -> bool {
+    b.len() >= SEG_HEADER && b[..SEG_HEADER] == segment_header(seq)
+}
+
+fn record_crc(len: u32, id: u64, data: &[u8]) -> u32 {
+    let mut h = [0u8; 12];
+    h[0..4].copy_from_slice(&len.to_le_bytes());
+    h[4..12].copy_from_slice(&id.to_le_bytes());
+    crc32c::crc32c_append(crc32c::crc32c(&h), data)
+}
+
+/// Appends one framed record to `buf`; returns the data crc.
+fn encode_record(buf: &mut BytesMut, id: u64, data: &[u8]) -> u32 {
+    let len = data.len() as u32;
+    let crc = record_crc(len, id, data);
+    buf.extend_from_slice(&REC_MAGIC.to_le_bytes());
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&id.to_le_bytes());
+    buf.extend_from_slice(&crc.to_le_bytes());
+    buf.extend_from_slice(&[0u8; 4]);
+    buf.extend_from_slice(data);
+    crc32c::crc32c(data)
+}
+
+/// Parses the record at the start of `b`: `(id, data range)` if it is complete and verifies.
+fn parse_record(b: &[u8]) -> Option<(u64, std::ops::Range<usize>)> {
+    if b.len() < REC_HEADER {
+        return None;
+    }
+    let magic = u32::from_le_bytes(b[0..4].try_into().ok()?);
+    let len = u32::from_le_bytes(b[4..8].try_into().ok()?);
+    let id = u64::from_le_bytes(b[8..16].try_into().ok()?);
+    let crc = u32::from_le_bytes(b[16..20].try_into().ok()?);
+    if magic != REC_MAGIC || b.len() < REC_HEADER + len as usize {
+        return None;
+    }
+    let data = REC_HEADER..REC_HEADER + len as usize;
+    if record_crc(len, id, &b[data.clone()]) != crc {
+        return None;
+    }
+    Some((id, data))
+}
+
+/// A record found by scanning a segment.
+pub struct ScannedRecord {
+    /// Extent id.
+    pub id: u64,
+    /// Offset of the record header.
+    pub off: u64,
+    /// The verified data.
+    pub data: Bytes,
+}
+
+/// In-memory state of one segment.
+#[derive(Clone, Debug)]
+pub struct SegMeta {
+    /// Bytes in the segment file (header included).
+    pub bytes: u64,
+    /// No more appends go to it.
+    pub sealed: bool,
+    /// Live [`NewExtent`](crate::NewExtent)s pointing into it.
+    pub pins: usize,
+    /// When it was created (or found at start-up).
+    pub created: Instant,
+}
+
+struct State {
+    segments: BTreeMap<u64, SegMeta>,
+    used: u64,
+    next_seq: u64,
+}
+
+/// Result of a durable append.
+pub struct Appended {
+    /// Extent id.
+    pub id: u64,
+    /// Segment.
+    pub seq: u64,
+    /// Offset of the record header.
+    pub off: u64,
+    /// Data length.
+    pub len: u64,
+    /// crc32c of the data.
+    pub crc: u32,
+    /// Keeps the segment from being migrated or freed.
+    pub pin: Pin,
+}
+
+/// Pins a segment while an appended extent is not yet committed (or abandoned).
+pub struct Pin {
+    shared: Arc<Shared>,
+    seq: u64,
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        let mut st = self.shared.state.lock();
+        if let Some(s) = st.segments.get_mut(&self.seq) {
+            s.pins = s.pins.saturating_sub(1);
+        }
+        drop(st);
+        self.shared.unpinned.notify_waiters();
+    }
+}
+
+enum Msg {
+    Append {
+        data: Bytes,
+        reply: oneshot::Sender<Result<Appended>>,
+    },
+    Seal(oneshot::Sender<()>),
+}
+
+struct Shared {
+    dirs: [PathBuf; 2],
+    io: [DeviceIo; 2],
+    db: Arc<Db>,
+    state: Mutex<State>,
+    /// Signalled when a segment is freed.
+    space: Notify,
+    /// Signalled when a pin is dropped.
+    unpinned: Notify,
+    /// Signalled when SLC use passes the high-water mark.
+    pressure: Arc<Notify>,
+    segment_bytes: u64,
+    capacity: u64,
+    high_water: u64,
+    appended_bytes: AtomicU64,
+}
+
+/// The mirrored SLC write buffer.
+pub struct Slc {
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+/// Parameters of the SLC buffer.
+pub struct SlcParams {
+    /// The two mirror directories.
+    pub dirs: [PathBuf; 2],
+    /// Their I/O lanes.
+    pub io: [DeviceIo; 2],
+    /// Seal segments at this size.
+    pub segment_bytes: u64,
+    /// Appends wait above this use.
+    pub capacity: u64,
+    /// Migration pressure above this use.
+    pub high_water: u64,
+    /// Notified when use passes `high_water` or an append waits for space.
+    pub pressure: Arc<Notify>,
+}
+
+impl Slc {
+    /// Recovers the segments found on the two mirrors (truncating torn tails,
+    /// restoring a missing copy from the other) and starts the committer.
+    /// Recovered segments are sealed; new appends go to a new segment.
+    pub fn open(p: SlcParams, db: Arc<Db>) -> Result<Slc> {
+        let mut next_seq = match db.get(records::CTR_SLC_SEG)? {
+            Some(v) => records::decode_u64(&v)?,
+            None => 1,
+        };
+        let mut segments = BTreeMap::new();
+        let mut used = 0;
+        for (seq, bytes) in recover_segments(&p.dirs)? {
+            next_seq = next_seq.max(seq + 1);
+            used += bytes;
+            segments.insert(
+                seq,
+                SegMeta {
+                    bytes,
+                    sealed: true,
+                    pins: 0,
+                    created: Instant::now(),
+                },
+            );
+        }
+        let shared = Arc::new(Shared {
+            dirs: p.dirs,
+            io: p.io,
+            db,
+            state: Mutex::new(State {
+                segments,
+                used,
+                next_seq,
+            }),
+            space: Notify::new(),
+            unpinned: Notify::new(),
+            pressure: p.pressure,
+            segment_bytes: p.segment_bytes,
+            capacity: p.capacity,
+            high_water: p.high_water,
+            appended_bytes: AtomicU64::new(0),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(committer(shared.clone(), rx));
+        Ok(Slc { shared, tx })
+    }
+
+    /// Appends `data` as one record; returns once it is durable on both mirrors.
+    pub async fn append(&self, data: Bytes) -> Result<Appended> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Append { data, reply })
+            .map_err(|_| LayoutError::Shutdown)?;
+        rx.await.map_err(|_| LayoutError::Shutdown)?
+    }
+
+    /// Seals the active segment (if any) so that it can be migrated.
+    pub async fn seal_active(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Seal(reply))
+            .map_err(|_| LayoutError::Shutdown)?;
+        rx.await.map_err(|_| LayoutError::Shutdown)
+    }
+
+    /// A snapshot of all segments.
+    pub fn segments(&self) -> BTreeMap<u64, SegMeta> {
+        self.shared.state.lock().segments.clone()
+    }
+
+    /// Bytes currently held in the buffer.
+    pub fn used_bytes(&self) -> u64 {
+        self.shared.state.lock().used
+    }
+
+    /// Total bytes appended since start.
+    pub fn appended_bytes(&self) -> u64 {
+        self.shared.appended_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether SLC use is above the high-water mark.
+    pub fn above_high_water(&self) -> bool {
+        self.used_bytes() > self.shared.high_water
+    }
+
+    /// Waits until no pins remain on `seq` (or `timeout` passes); true if unpinned.
+    pub async fn wait_unpinned(&self, seq: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.shared.unpinned.notified();
+            let pins = self
+                .shared
+                .state
+                .lock()
+                .segments
+                .get(&seq)
+                .map(|s| s.pins)
+                .unwrap_or(0);
+            if pins == 0 {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let _ = tokio::time::timeout(deadline - now, notified).await;
+        }
+    }
+
+    /// Reads and verifies the data of record `id` at `off` in segment `seq`,
+    /// falling back to the second mirror when the first fails.
+    pub async fn read(&self, seq: u64, off: u64, id: u64, len: u64) -> Result<Bytes> {
+        let mut last = None;
+        for copy in 0..2 {
+            match self.read_copy(copy, seq, off, id, len).await {
+                Ok(b) => return Ok(b),
+                Err(e) => {
+                    tracing::debug!(copy, seq, off, error = %e, "SLC copy read failed");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| LayoutError::NotFound(format!("SLC record {id}"))))
+    }
+
+    async fn read_copy(&self, copy: usize, seq: u64, off: u64, id: u64, len: u64) -> Result<Bytes> {
+        let path = self.shared.dirs[copy].join(segment_name(seq));
+        let f =
+            fs::File::open(&path).map_err(|e| LayoutError::io(path.display().to_string(), e))?;
+        let f = self.shared.io[copy].file(f);
+        let total = REC_HEADER + len as usize;
+        let b = f
+            .read_exact_at(off, total)
+            .await
+            .map_err(|e| LayoutError::io(path.display().to_string(), e))?;
+        match parse_record(&b) {
+            Some((rid, range)) if rid == id && range.len() as u64 == len => Ok(b.slice(range)),
+            _ => Err(LayoutError::Corruption(format!(
+                "SLC record {id} at {}:{off} does not verify",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Reads every verified record of a sealed segment, taking each record
+    /// from whichever mirror verifies.
+    pub async fn scan(&self, seq: u64) -> Result<Vec<ScannedRecord>> {
+        let mut copies: [Option<Bytes>; 2] = [None, None];
+        let mut errs = Vec::new();
+        for (c, slot) in copies.iter_mut().enumerate() {
+            let path = self.shared.dirs[c].join(segment_name(seq));
+            match read_whole(&self.shared.io[c], &path).await {
+                Ok(b) if check_segment_header(&b, seq) => *slot = Some(b),
+                Ok(_) => errs.push(format!("{}: bad segment header", path.display())),
+                Err(e) => errs.push(e.to_string()),
+            }
+        }
+        if copies.iter().all(|c| c.is_none()) {
+            return Err(LayoutError::Corruption(format!(
+                "SLC segment {seq} unreadable on both mirrors: {}",
+                errs.join("; ")
+            )));
+        }
+        let mut out = Vec::new();
+        let mut off = SEG_HEADER;
+        loop {
+            let mut found = None;
+            for b in copies.iter().flatten() {
+                if off < b.len() {
+                    if let Some((id, r)) = parse_record(&b[off..]) {
+                        found = Some((id, b.slice(off + r.start..off + r.end)));
+                        break;
+                    }
+                }
+            }
+            match found {
+                Some((id, data)) => {
+                    let n = REC_HEADER + data.len();
+                    out.push(ScannedRecord {
+                        id,
+                        off: off as u64,
+                        data,
+                    });
+                    off += n;
+                }
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes both copies of a migrated segment and returns its space.
+    pub fn free(&self, seq: u64) -> Result<()> {
+        for d in &self.shared.dirs {
+            let p = d.join(segment_name(seq));
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(LayoutError::io(p.display().to_string(), e)),
+            }
+            sync_dir(d).map_err(|e| LayoutError::io(d.display().to_string(), e))?;
+        }
+        let mut st = self.shared.state.lock();
+        if let Some(s) = st.segments.remove(&seq) {
+            st.used = st.used.saturating_sub(s.bytes);
+        }
+        drop(st);
+        self.shared.space.notify_waiters();
+        Ok(())
+    }
+}
+
+async fn read_whole(io: &DeviceIo, path: &Path) -> Result<Bytes> {
+    let ctx = |e| LayoutError::io(path.display().to_string(), e);
+    let f = fs::File::open(path).map_err(ctx)?;
+    let f = io.file(f);
+    let len = f.len().map_err(ctx)?;
+    f.read_at(0, len as usize).await.map_err(ctx)
+}
+
+/// Recovers every segment on the mirrors: the durable end of a segment is
+/// the longest prefix in which every record verifies on at least one copy;
+/// both copies are truncated to it (a copy missing entirely is restored from
+/// the other). Returns `(seq, bytes)` of the segments kept.
+fn recover_segments(dirs: &[PathBuf; 2]) -> Result<Vec<(u64, u64)>> {
+    let mut seqs = std::collections::BTreeSet::new();
+    for d in dirs {
+        let rd = fs::read_dir(d).map_err(|e| LayoutError::io(d.display().to_string(), e))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| LayoutError::io(d.display().to_string(), e))?;
+            if let Some(seq) = ent.file_name().to_str().and_then(parse_segment_name) {
+                seqs.insert(seq);
+            }
+        }
+    }
+    let mut kept = Vec::new();
+    for seq in seqs {
+        let name = segment_name(seq);
+        let copies: Vec<Option<Vec<u8>>> = dirs
+            .iter()
+            .map(|d| fs::read(d.join(&name)).ok())
+            .map(|b| b.filter(|b| check_segment_header(b, seq)))
+            .collect();
+        let mut off = SEG_HEADER;
+        let mut records = 0u64;
+        loop {
+            let ok = copies
+                .iter()
+                .flatten()
+                .any(|b| off < b.len() && parse_record(&b[off..]).is_some());
+            if !ok {
+                break;
+            }
+            let b = copies
+                .iter()
+                .flatten()
+                .find_map(|b| parse_record(&b[off..]).map(|(_, r)| r.end));
+            match b {
+                Some(end) => {
+                    off += end;
+                    records += 1;
+                }
+                None => break,
+            }
+        }
+        if records == 0 {
+            // Never held an acknowledged record (a crash while creating it or before its first commit).
+            for d in dirs {
+                let _ = fs::remove_file(d.join(&name));
+                let _ = sync_dir(d);
+            }
+            continue;
+        }
+        let source = copies.iter().flatten().find(|b| b.len() >= off).cloned();
+        for (d, c) in dirs.iter().zip(&copies) {
+            let p = d.join(&name);
+            let ctx = |e| LayoutError::io(p.display().to_string(), e);
+            let needs_restore = match c {
+                None => true,
+                Some(b) => b.len() < off,
+            };
+            if needs_restore {
+                // The copy is missing or shorter than the durable end: restore it from the other mirror.
+                if let Some(src) = &source {
+                    tracing::warn!(path = %p.display(), "restoring SLC segment copy from its mirror");
+                    let tmp = d.join(format!("{name}.tmp"));
+                    fs::write(&tmp, &src[..off]).map_err(ctx)?;
+                    fs::File::open(&tmp)
+                        .and_then(|f| f.sync_all())
+                        .map_err(ctx)?;
+                    fs::rename(&tmp, &p).map_err(ctx)?;
+                    sync_dir(d).map_err(ctx)?;
+                }
+            } else {
+                let f = fs::OpenOptions::new().write(true).open(&p).map_err(ctx)?;
+                if f.metadata().map_err(ctx)?.len() != off as u64 {
+                    f.set_len(off as u64).map_err(ctx)?;
+                    f.sync_all().map_err(ctx)?;
+                }
+            }
+        }
+        kept.push((seq, off as u64));
+    }
+    Ok(kept)
+}
+
+struct Active {
+    seq: u64,
+    files: [IoFile; 2],
+    off: u64,
+    next_idx: u64,
+}
+
+async fn committer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    let mut active: Option<Active> = None;
+    let mut pending: Option<Msg> = None;
+    loop {
+        let first = match pending.take() {
+            Some(m) => m,
+            None => match rx.recv().await {
+                Some(m) => m,
+                None => break,
+            },
+        };
+        let mut group = Vec::new();
+        let mut group_bytes = 0usize;
+        let mut seal = None;
+        match first {
+            Msg::Seal(r) => seal = Some(r),
+            Msg::Append { data, reply } => {
+                group_bytes += REC_HEADER + data.len();
+                group.push((data, reply));
+                while group_bytes < MAX_GROUP_BYTES {
+                    match rx.try_recv() {
+                        Ok(Msg::Append { data, reply }) => {
+                            group_bytes += REC_HEADER + data.len();
+                            group.push((data, reply));
+                        }
+                        Ok(Msg::Seal(r)) => {
+                            seal = Some(r);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        if !group.is_empty() {
+            commit_group(&shared, &mut active, group, group_bytes).await;
+        }
+        if let Some(r) = seal {
+            seal_segment(&shared, &mut active);
+            let _ = r.send(());
+        }
+    }
+    seal_segment(&shared, &mut active);
+}
+
+fn seal_segment(shared: &Shared, active: &mut Option<Active>) {
+    if let Some(a) = active.take() {
+        let mut st = shared.state.lock();
+        if let Some(s) = st.segments.get_mut(&a.seq) {
+            s.sealed = true;
+        }
+    }
+}
+
+async fn wait_for_space(shared: &Shared, need: u64) {
+    loop {
+        let notified = shared.space.notified();
+        let used = shared.state.lock().used;
+        if used == 0 || used + need <= shared.capacity {
+            return;
+        }
+        shared.pressure.notify_one();
+        let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+    }
+}
+
+async fn commit_group(
+    shared: &Arc<Shared>,
+    active: &mut Option<Active>,
+    group: Vec<(Bytes, oneshot::Sender<Result<Appended>>)>,
+    group_bytes: usize,
+) {
+    wait_for_space(shared, group_bytes as u64).await;
+    let roll = match active {
+        Some(a) => {
+            (a.off > SEG_HEADER as u64 && a.off + group_bytes as u64 > shared.segment_bytes)
+                || a.next_idx + group.len() as u64 > MAX_RECORDS_PER_SEGMENT
+        }
+        None => true,
+    };
+    if roll {
+        seal_segment(shared, active);
+        match create_segment(shared).await {
+            Ok(a) => *active = Some(a),
+            Err(e) => {
+                let msg = e.to_string();
+                for (_, reply) in group {
+                    let _ = reply.send(Err(LayoutError::io(
+                        "creating SLC segment",
+                        std::io::Error::other(msg.clone()),
+                    )));
+                }
+                return;
+            }
+        }
+    }
+    let Some(a) = active.as_mut() else { return };
+    let mut buf = BytesMut::with_capacity(group_bytes);
+    let mut placed = Vec::with_capacity(group.len());
+    let mut off = a.off;
+    for (data, _) in &group {
+        let id = extent_id(a.seq, a.next_idx);
+        a.next_idx += 1;
+        let crc = encode_record(&mut buf, id, data);
+        placed.push((id, off, data.len() as u64, crc));
+        off += (REC_HEADER + data.len()) as u64;
+    }
+    let buf = buf.freeze();
+    let w0 = a.files[0].write_all_at(a.off, buf.clone());
+    let w1 = a.files[1].write_all_at(a.off, buf);
+    let (r0, r1) = tokio::join!(w0, w1);
+    let res = match (r0, r1) {
+        (Ok(()), Ok(())) => {
+            let (s0, s1) = tokio::join!(a.files[0].sync_data(), a.files[1].sync_data());
+            s0.and(s1)
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    if let Err(e) = res {
+        // The tail of this segment is now in an unknown state: seal it (recovery and
+        // scans stop at the first record that does not verify) and fail the group.
+        tracing::error!(seq = a.seq, error = %e, "SLC group commit failed");
+        let msg = e.to_string();
+        seal_segment(shared, active);
+        for (_, reply) in group {
+            let _ = reply.send(Err(LayoutError::io(
+                "SLC group commit",
+                std::io::Error::other(msg.clone()),
+            )));
+        }
+        return;
+    }
+    let written = off - a.off;
+    a.off = off;
+    let seq = a.seq;
+    let above = {
+        let mut st = shared.state.lock();
+        st.used += written;
+        if let Some(s) = st.segments.get_mut(&seq) {
+            s.bytes = off;
+            s.pins += group.len();
+        }
+        st.used > shared.high_water
+    };
+    shared.appended_bytes.fetch_add(written, Ordering::Relaxed);
+    if above {
+        shared.pressure.notify_one();
+    }
+    for ((id, off, len, crc), (_, reply)) in placed.into_iter().zip(group) {
+        let pin = Pin {
+            shared: shared.clone(),
+            seq,
+        };
+        // If the caller went away, dropping the result drops the pin again.
+        let _ = reply.send(Ok(Appended {
+            id,
+            seq,
+            off,
+            len,
+            crc,
+            pin,
+        }));
+    }
+}
+
+async fn create_segment(shared: &Arc<Shared>) -> Result<Active> {
+    let seq = {
+        let mut st = shared.state.lock();
+        let s = st.next_seq;
+        st.next_seq += 1;
+        s
+    };
+    // Persist the counter first so that a sequence number (and the extent ids
+    // derived from it) is never handed out twice, even after the segment is freed.
+    let mut b = WriteBatch::new();
+    b.put(records::CTR_SLC_SEG, &records::encode_u64(seq + 1));
+    shared.db.write(b)?;
+    let header = segment_header(seq);
+    let mut files = Vec::with_capacity(2);
+    for (d, io) in shared.dirs.iter().zip(&shared.io) {
+        let p = d.join(segment_name(seq));
+        let ctx = |e| LayoutError::io(p.display().to_string(), e);
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&p)
+            .map_err(ctx)?;
+        let f = io.file(f);
+        f.write_all_at(0, Bytes::copy_from_slice(&header))
+            .await
+            .map_err(ctx)?;
+        f.sync_data().await.map_err(ctx)?;
+        sync_dir(d).map_err(ctx)?;
+        files.push(f);
+    }
+    let mut st = shared.state.lock();
+    st.used += SEG_HEADER as u64;
+    st.segments.insert(
+        seq,
+        SegMeta {
+            bytes: SEG_HEADER as u64,
+            sealed: false,
+            pins: 0,
+            created: Instant::now(),
+        },
+    );
+    drop(st);
+    let [f0, f1]: [IoFile; 2] = files
+        .try_into()
+        .map_err(|_| LayoutError::Corruption("mirror count".into()))?;
+    Ok(Active {
+        seq,
+        files: [f0, f1],
+        off: SEG_HEADER as u64,
+        next_idx: 0,
+    })
+}
