@@ -222,6 +222,7 @@ impl Inner {
                 }
             } else {
                 self.flush_immutables()?;
+                self.compact_as_needed()?;
             }
         }
         let number = self.versions.lock().new_file_number();
@@ -296,6 +297,9 @@ impl Inner {
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return Ok(());
+            }
+            if !self.state.load().imm.is_empty() {
+                self.flush_immutables()?;
             }
             let _w = self.work.lock();
             let picked = {
