@@ -244,6 +244,15 @@ impl BodyHasher {
     }
 }
 
+/// The S3 multipart ETag: hex MD5 of the concatenated binary part MD5s, then `-<parts>`.
+pub fn multipart_etag(md5s: &[[u8; 16]]) -> String {
+    let mut h = Md5::new();
+    for m in md5s {
+        h.update(m);
+    }
+    format!("{}-{}", hex::encode(h.finalize()), md5s.len())
+}
+
 /// Validates the shape of a base64 checksum value for `algo`.
 pub fn valid_checksum_value(algo: ChecksumAlgo, value: &str) -> bool {
     base64::engine::general_purpose::STANDARD
