@@ -68,13 +68,15 @@ pub(crate) fn pick(inner: &Inner, v: &Version, pointers: &mut [Vec<u8>]) -> Opti
             continue;
         }
         let files = &v.levels[level];
-        let ptr = &pointers[level];
+        let ptr = pointers.get(level).cloned().unwrap_or_default();
         let f = files
             .iter()
-            .find(|f| ptr.is_empty() || f.smallest.as_slice() > ptr.as_slice())
+            .find(|f| ptr.is_empty() || f.smallest > ptr)
             .or_else(|| files.first())?
             .clone();
-        pointers[level] = f.largest.clone();
+        if let Some(p) = pointers.get_mut(level) {
+            *p = f.largest.clone();
+        }
         let mut inputs = vec![(level, f.clone())];
         let lo = user_key(&f.smallest).to_vec();
         let hi = user_key(&f.largest).to_vec();

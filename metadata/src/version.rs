@@ -103,7 +103,7 @@ impl Version {
                 v.levels[level].push(f.clone());
             }
         }
-        v.levels[0].sort_by(|a, b| b.number.cmp(&a.number));
+        v.levels[0].sort_by_key(|f| std::cmp::Reverse(f.number));
         for files in &mut v.levels[1..] {
             files.sort_by(|a, b| cmp_ikey(&a.smallest, &b.smallest));
         }

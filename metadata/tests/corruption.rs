@@ -27,7 +27,7 @@ type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 fn build(dir: &Path) -> (Map, Vec<Vec<u8>>) {
     let mut m = Map::new();
     let db = Db::open(dir, opts()).unwrap();
-    let mut put = |db: &Db, prefix: &str, range: std::ops::Range<u32>, m: &mut Map| {
+    let put = |db: &Db, prefix: &str, range: std::ops::Range<u32>, m: &mut Map| {
         let mut b = WriteBatch::new();
         let mut keys = Vec::new();
         for i in range {
