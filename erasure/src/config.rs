@@ -82,7 +82,7 @@ impl LayoutConfig {
         if self.qlc_dirs.len() > u16::MAX as usize {
             return bad("too many qlc_dirs");
         }
-        if self.shard_block_bytes < (1 << 20) || self.shard_block_bytes % (64 << 10) != 0 {
+        if self.shard_block_bytes < (1 << 20) || !self.shard_block_bytes.is_multiple_of(64 << 10) {
             return bad("shard_block_bytes must be a multiple of 64 KiB and at least 1 MiB");
         }
         if self.max_stripe_rows == 0 {

@@ -154,6 +154,9 @@ impl DataStore {
         for (id, rec) in &victims {
             self.delete_stripe_files(*id, rec);
         }
+        self.counters
+            .stripes_reclaimed
+            .fetch_add(victims.len() as u64, Ordering::Relaxed);
         Ok(victims.len())
     }
 
@@ -214,9 +217,6 @@ impl DataStore {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
                 Some((v + stripes.len() as u64).saturating_sub(victims.len() as u64))
             });
-        self.counters
-            .stripes_reclaimed
-            .fetch_add(victims.len() as u64, Ordering::Relaxed);
         tracing::debug!(
             victims = victims.len(),
             moved = moved.len(),

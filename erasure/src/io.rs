@@ -216,6 +216,7 @@ impl IoFile {
     }
 
     /// The file's current length.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> io::Result<u64> {
         Ok(self.inner.file.metadata()?.len())
     }

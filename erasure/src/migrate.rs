@@ -23,15 +23,20 @@ use crate::store::DataStore;
 const GROUP_BYTES: u64 = 64 << 20;
 
 impl DataStore {
-    /// One migration pass. With `all`, every committed extent in the buffer
+    /// One migration pass. With `upto = Some(seq)`, every committed extent in
+    /// segments up to `seq` is moved (flush; later segments are left alone so
+    /// that a flush under continuous load terminates);
     /// is moved (flush); otherwise only while the buffer is above its
     /// high-water mark or holds data older than `migrate_after`.
-    pub(crate) async fn migrate(&self, all: bool) -> Result<()> {
+    pub(crate) async fn migrate(&self, upto: Option<u64>) -> Result<()> {
+        let all = upto.is_some();
+        let limit = upto.unwrap_or(u64::MAX);
         loop {
             if self.is_shut_down() && !all {
                 return Ok(());
             }
-            let segs = self.slc.segments();
+            let mut segs = self.slc.segments();
+            segs.retain(|seq, _| *seq <= limit);
             let above = self.slc.above_high_water();
             let aged = |s: &crate::slc::SegMeta| s.created.elapsed() >= self.cfg.migrate_after;
             let sealed_due = segs
@@ -86,7 +91,17 @@ impl DataStore {
             }
             {
                 let _g = self.maint.lock().await;
-                self.migrate_group(&group).await?;
+                // Another pass (flush or the worker) may have migrated some meanwhile.
+                let current = self.slc.segments();
+                group.retain(|seq| {
+                    current
+                        .get(seq)
+                        .map(|m| m.sealed && m.pins == 0)
+                        .unwrap_or(false)
+                });
+                if !group.is_empty() {
+                    self.migrate_group(&group).await?;
+                }
             }
             if !all && !self.slc.above_high_water() {
                 // Keep looping only for aged segments.

@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
@@ -12,6 +13,9 @@ use crate::error::{LayoutError, Result};
 use crate::records::{self, ChunkRecord, StripeRecord};
 use crate::shard::{self, BlockId, BLOCK_HEADER};
 use crate::store::DataStore;
+
+/// Reconstructed rows kept for degraded reads of neighbouring chunks.
+const ROW_CACHE_ROWS: usize = 4;
 
 /// Per row, per shard: the verified payload, or `None` when missing/bad.
 pub(crate) type StripeRows = Vec<Vec<Option<Vec<u8>>>>;
@@ -261,7 +265,7 @@ impl DataStore {
             .ok_or_else(|| LayoutError::NotFound(format!("stripe {}", rec.stripe)))?;
         self.counters.degraded_reads.fetch_add(1, Ordering::Relaxed);
         let row = self
-            .load_row(rec.stripe, &stripe, rec.row, Some(rec.shard))
+            .reconstructed_row(rec.stripe, &stripe, rec.row, rec.shard)
             .await?;
         let payload = row
             .get(rec.shard as usize)
@@ -295,14 +299,15 @@ impl DataStore {
         self.repair_notify.notify_one();
     }
 
-    /// Reads and verifies one block; `None` if missing, unreadable or bad.
-    async fn read_block(
+    /// Submits the read of one block; the future yields its verified payload,
+    /// or `None` if missing, unreadable or bad.
+    fn submit_block_read(
         &self,
         stripe: u64,
         rec: &StripeRecord,
         shard: u8,
         row: u32,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<impl std::future::Future<Output = Option<Vec<u8>>> + 'static> {
         let dev = rec.devices[shard as usize];
         if !self.device_online(dev) {
             return None;
@@ -317,7 +322,6 @@ impl DataStore {
         };
         let f = self.qlc[dev as usize].io.file(f);
         let bb = rec.block_bytes as usize;
-        let b = f.read_exact_at(row as u64 * bb as u64, bb).await.ok()?;
         let want = BlockId {
             stripe,
             shard,
@@ -326,12 +330,17 @@ impl DataStore {
             row,
             block_bytes: rec.block_bytes,
         };
-        shard::verify_block(&b, want).ok()?;
-        Some(b[BLOCK_HEADER..].to_vec())
+        let read = f.read_at(row as u64 * bb as u64, bb);
+        Some(async move {
+            let b = read.await.ok()?;
+            shard::verify_block(&b, want).ok()?;
+            Some(b[BLOCK_HEADER..].to_vec())
+        })
     }
 
-    /// Loads one row of a stripe from every shard except `skip`, verifies the
-    /// blocks and reconstructs the missing ones. Returns all k+m payloads.
+    /// Loads one row of a stripe from every shard except `skip` (all reads in
+    /// flight at once), verifies the blocks and reconstructs the missing ones.
+    /// Returns all k+m payloads.
     pub(crate) async fn load_row(
         &self,
         stripe: u64,
@@ -340,17 +349,49 @@ impl DataStore {
         skip: Option<u8>,
     ) -> Result<Vec<Option<Vec<u8>>>> {
         let width = rec.width();
+        let reads: Vec<_> = (0..width as u8)
+            .map(|s| {
+                if Some(s) == skip {
+                    None
+                } else {
+                    self.submit_block_read(stripe, rec, s, row)
+                }
+            })
+            .collect();
         let mut shards: Vec<Option<Vec<u8>>> = Vec::with_capacity(width);
-        for s in 0..width as u8 {
-            if Some(s) == skip {
-                shards.push(None);
-            } else {
-                shards.push(self.read_block(stripe, rec, s, row).await);
-            }
+        for r in reads {
+            shards.push(match r {
+                Some(f) => f.await,
+                None => None,
+            });
         }
         let codec = self.codecs.get(rec.k as usize, rec.m as usize)?;
         codec.reconstruct(&mut shards, stripe)?;
         Ok(shards)
+    }
+
+    /// A reconstructed row, from the small cache of recent degraded reads or
+    /// loaded now. Stripes are immutable, so cached rows never go stale.
+    async fn reconstructed_row(
+        &self,
+        stripe: u64,
+        rec: &StripeRecord,
+        row: u32,
+        skip: u8,
+    ) -> Result<Arc<Vec<Option<Vec<u8>>>>> {
+        {
+            let cache = self.row_cache.lock();
+            if let Some((_, r)) = cache.iter().find(|(k, _)| *k == (stripe, row)) {
+                return Ok(r.clone());
+            }
+        }
+        let r = Arc::new(self.load_row(stripe, rec, row, Some(skip)).await?);
+        let mut cache = self.row_cache.lock();
+        if cache.len() >= ROW_CACHE_ROWS {
+            cache.pop_front();
+        }
+        cache.push_back(((stripe, row), r.clone()));
+        Ok(r)
     }
 
     /// Reads every block of every shard of a stripe. Returns the per-row
@@ -367,6 +408,7 @@ impl DataStore {
         let mut out: StripeRows = (0..rows).map(|_| vec![None; width]).collect();
         let mut online = vec![false; width];
         let mut reads = Vec::with_capacity(width);
+        #[allow(clippy::needless_range_loop)]
         for s in 0..width {
             let dev = rec.devices[s];
             online[s] = self.device_online(dev);

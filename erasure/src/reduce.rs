@@ -1,7 +1,7 @@
 //! The reduction seam: the migration worker hands each extent's bytes to a
 //! [`Reducer`] and stores the chunks it returns. The default cuts fixed-size
-//! chunks and stores them raw; a later reducer (FastCDC + dedup + similarity
-//! + zstd) plugs in behind the same trait and may answer with references to
+//! chunks and stores them raw; a later reducer (FastCDC, dedup, similarity,
+//! zstd) plugs in behind the same trait and may answer with references to
 //! existing chunks, which the worker refcounts.
 
 use bytes::Bytes;

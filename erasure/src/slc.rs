@@ -700,7 +700,7 @@ async fn create_segment(shared: &Arc<Shared>) -> Result<Active> {
     // Persist the counter first so that a sequence number (and the extent ids
     // derived from it) is never handed out twice, even after the segment is freed.
     let mut b = WriteBatch::new();
-    b.put(records::CTR_SLC_SEG, &records::encode_u64(seq + 1));
+    b.put(records::CTR_SLC_SEG, records::encode_u64(seq + 1));
     shared.db.write(b)?;
     let header = segment_header(seq);
     let mut files = Vec::with_capacity(2);

@@ -47,7 +47,7 @@ impl Counters {
     pub(crate) fn qlc_write(&self, len: u64) {
         self.qlc_writes.fetch_add(1, Ordering::Relaxed);
         self.qlc_write_bytes.fetch_add(len, Ordering::Relaxed);
-        if len % (64 << 10) != 0 {
+        if !len.is_multiple_of(64 << 10) {
             self.qlc_unaligned_writes.fetch_add(1, Ordering::Relaxed);
         }
         if len < (1 << 20) {

@@ -72,6 +72,9 @@ impl NewExtent {
     }
 }
 
+/// A reconstructed stripe row, keyed by (stripe, row).
+pub(crate) type CachedRow = ((u64, u32), Arc<Vec<Option<Vec<u8>>>>);
+
 /// A QLC device slot at run time.
 pub(crate) struct Qlc {
     pub(crate) slot: DeviceSlot,
@@ -100,6 +103,7 @@ pub struct DataStore {
     pub(crate) repair_notify: Notify,
     pub(crate) pressure: Arc<Notify>,
     pub(crate) counters: Counters,
+    pub(crate) row_cache: Mutex<std::collections::VecDeque<CachedRow>>,
     pub(crate) rebuild: RebuildSlot,
     shutdown: AtomicBool,
     shutdown_notify: Notify,
@@ -245,6 +249,7 @@ impl DataStore {
             repair_notify: Notify::new(),
             pressure,
             counters,
+            row_cache: Mutex::new(std::collections::VecDeque::new()),
             rebuild: Mutex::new(None),
             shutdown: AtomicBool::new(false),
             shutdown_notify: Notify::new(),
@@ -364,7 +369,8 @@ impl DataStore {
     /// when the buffer is empty of committed data.
     pub async fn flush(&self) -> Result<()> {
         self.slc.seal_active().await?;
-        self.migrate(true).await?;
+        let upto = self.slc.segments().keys().next_back().copied().unwrap_or(0);
+        self.migrate(Some(upto)).await?;
         Ok(())
     }
 
@@ -447,7 +453,7 @@ impl DataStore {
                 let notified = s.pressure.clone();
                 let n = notified.notified();
                 let _ = tokio::time::timeout(s.cfg.worker_tick, n).await;
-                if let Err(e) = s.migrate(false).await {
+                if let Err(e) = s.migrate(None).await {
                     tracing::warn!(error = %e, "migration step failed");
                 }
             })

@@ -119,3 +119,14 @@ pub async fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// Reads every extent back whole.
+pub async fn verify_whole(store: &DataStore, data: &[(ExtentId, Bytes)]) {
+    for (id, want) in data {
+        let got = store
+            .read(*id, 0, want.len() as u64)
+            .await
+            .unwrap_or_else(|e| panic!("read {id:?}: {e}"));
+        assert!(got == *want, "extent {id:?} differs");
+    }
+}
