@@ -3,7 +3,9 @@
 //! - [`store`]: the [`store::ObjectStore`] trait the node implements.
 //! - [`checksum`]: body digests and their verification, shared by every head.
 //! - [`s3`]: the S3 head on `s3s`.
+//! - [`blob`]: the Azure Blob head on hyper.
 
+pub mod blob;
 pub mod checksum;
 pub mod s3;
 pub mod store;

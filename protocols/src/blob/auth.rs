@@ -150,7 +150,11 @@ fn string_to_sign(req: &SignedRequest<'_>, canon_headers: &str, resource_path: &
     s
 }
 
-fn lite_string_to_sign(req: &SignedRequest<'_>, canon_headers: &str, resource_path: &str) -> String {
+fn lite_string_to_sign(
+    req: &SignedRequest<'_>,
+    canon_headers: &str,
+    resource_path: &str,
+) -> String {
     let h = req.headers;
     let mut s = String::with_capacity(128);
     s.push_str(req.method);
@@ -165,7 +169,11 @@ fn lite_string_to_sign(req: &SignedRequest<'_>, canon_headers: &str, resource_pa
     }
     s.push_str(canon_headers);
     s.push_str(resource_path);
-    if let Some((_, comp)) = req.query.iter().find(|(k, _)| k.eq_ignore_ascii_case("comp")) {
+    if let Some((_, comp)) = req
+        .query
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("comp"))
+    {
         s.push_str("?comp=");
         s.push_str(comp);
     }
@@ -352,7 +360,11 @@ fn python_sdk_collation(lhs: &str, rhs: &str) -> Ordering {
     let (mut level, mut i, mut j) = (0usize, 0usize, 0usize);
     while level < levels.len() {
         if level == levels.len() - 1 && i != j {
-            return if i > j { Ordering::Less } else { Ordering::Greater };
+            return if i > j {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
         }
         let w1 = l.get(i).map_or(END, |&c| levels[level](c));
         let w2 = r.get(j).map_or(END, |&c| levels[level](c));
@@ -460,11 +472,19 @@ mod tests {
     #[test]
     fn python_collation_differs_from_byte_order_where_the_sdk_does() {
         // '-' is ignored at the first level and '_' weighs less than letters.
-        let mut names = vec!["x-ms-meta-ab", "x-ms-meta-a-c", "x-ms-meta-a_b", "x-ms-date"];
+        let mut names = [
+            "x-ms-meta-ab",
+            "x-ms-meta-a-c",
+            "x-ms-meta-a_b",
+            "x-ms-date",
+        ];
         names.sort_by(|a, b| python_sdk_collation(a, b));
         assert_eq!(names[0], "x-ms-date");
         // Checked against the SDK's own `compare` (azure-storage-blob 12.31).
-        assert_eq!(names[1..], ["x-ms-meta-a_b", "x-ms-meta-ab", "x-ms-meta-a-c"]);
+        assert_eq!(
+            names[1..],
+            ["x-ms-meta-a_b", "x-ms-meta-ab", "x-ms-meta-a-c"]
+        );
         let mut more = vec![
             "x-ms-meta-a-b",
             "x-ms-meta-b",
@@ -493,7 +513,14 @@ mod tests {
         assert_eq!(a.account, "acct");
         assert!(!a.lite);
         assert!(parse_authorization("SharedKeyLite acct:c2ln").unwrap().lite);
-        for bad in ["", "Bearer x", "SharedKey", "SharedKey acct", "SharedKey :sig", "SharedKey acct:"] {
+        for bad in [
+            "",
+            "Bearer x",
+            "SharedKey",
+            "SharedKey acct",
+            "SharedKey :sig",
+            "SharedKey acct:",
+        ] {
             assert!(parse_authorization(bad).is_err(), "{bad}");
         }
     }

@@ -128,9 +128,10 @@ fn secs(t: SystemTime) -> u64 {
 /// names `etag`.
 pub fn etag_matches(header: &str, etag: &str) -> bool {
     let want = etag.trim_matches('"');
-    header.split(',').map(str::trim).any(|t| {
-        t == "*" || t.trim_start_matches("W/").trim_matches('"') == want
-    })
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/").trim_matches('"') == want)
 }
 
 #[cfg(test)]
@@ -148,19 +149,27 @@ mod tests {
             if_none_match: Some("\"0x1\"".into()),
             ..Default::default()
         };
-        assert_eq!(c.check_read("\"0x1\"", at(10)), Err(CondFailure::NotModified));
+        assert_eq!(
+            c.check_read("\"0x1\"", at(10)),
+            Err(CondFailure::NotModified)
+        );
         assert!(c.check_read("\"0x2\"", at(10)).is_ok());
         let c = Conditions {
             if_match: Some("\"0x1\"".into()),
             ..Default::default()
         };
-        assert!(matches!(c.check_read("\"0x2\"", at(10)), Err(CondFailure::Error(e)) if e.code == "ConditionNotMet"));
+        assert!(
+            matches!(c.check_read("\"0x2\"", at(10)), Err(CondFailure::Error(e)) if e.code == "ConditionNotMet")
+        );
         // Second precision: a sub-second later write is not "modified since".
         let c = Conditions {
             if_modified_since: Some(at(10)),
             ..Default::default()
         };
-        assert_eq!(c.check_read("e", at(10) + Duration::from_millis(500)), Err(CondFailure::NotModified));
+        assert_eq!(
+            c.check_read("e", at(10) + Duration::from_millis(500)),
+            Err(CondFailure::NotModified)
+        );
         assert!(c.check_read("e", at(11)).is_ok());
         let c = Conditions {
             if_unmodified_since: Some(at(10)),
@@ -178,7 +187,10 @@ mod tests {
         };
         assert!(create_only.check_write(None).is_ok());
         assert_eq!(
-            create_only.check_write(Some(("e", at(1)))).unwrap_err().code,
+            create_only
+                .check_write(Some(("e", at(1))))
+                .unwrap_err()
+                .code,
             "BlobAlreadyExists"
         );
         let must_match = Conditions {
@@ -186,8 +198,17 @@ mod tests {
             ..Default::default()
         };
         assert!(must_match.check_write(Some(("\"e1\"", at(1)))).is_ok());
-        assert_eq!(must_match.check_write(Some(("\"e2\"", at(1)))).unwrap_err().code, "ConditionNotMet");
-        assert_eq!(must_match.check_write(None).unwrap_err().code, "ConditionNotMet");
+        assert_eq!(
+            must_match
+                .check_write(Some(("\"e2\"", at(1))))
+                .unwrap_err()
+                .code,
+            "ConditionNotMet"
+        );
+        assert_eq!(
+            must_match.check_write(None).unwrap_err().code,
+            "ConditionNotMet"
+        );
     }
 
     #[test]

@@ -21,7 +21,13 @@ pub struct BlobError {
 
 impl fmt::Display for BlobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -166,7 +172,10 @@ impl BlobError {
         BlobError::new(
             StatusCode::BAD_REQUEST,
             "InvalidXmlDocument",
-            format!("XML specified is not syntactically valid. {}", reason.into()),
+            format!(
+                "XML specified is not syntactically valid. {}",
+                reason.into()
+            ),
         )
     }
 
@@ -180,7 +189,10 @@ impl BlobError {
         BlobError::new(
             StatusCode::BAD_REQUEST,
             "InvalidResourceName",
-            format!("The specified resource name contains invalid characters. {}", reason.into()),
+            format!(
+                "The specified resource name contains invalid characters. {}",
+                reason.into()
+            ),
         )
     }
 
@@ -252,7 +264,9 @@ impl BlobError {
         BlobError::new(
             StatusCode::BAD_REQUEST,
             "InvalidBlockId",
-            format!("The specified block ID is invalid. The block ID must be Base64-encoded. {reason}"),
+            format!(
+                "The specified block ID is invalid. The block ID must be Base64-encoded. {reason}"
+            ),
         )
     }
 
@@ -279,7 +293,9 @@ impl BlobError {
         BlobError::new(
             StatusCode::BAD_REQUEST,
             "UnsupportedQueryParameter",
-            format!("One of the query parameters specified in the request URI is not supported: {what}"),
+            format!(
+                "One of the query parameters specified in the request URI is not supported: {what}"
+            ),
         )
     }
 
@@ -288,7 +304,10 @@ impl BlobError {
         BlobError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalError",
-            format!("The server encountered an internal error. {}", reason.into()),
+            format!(
+                "The server encountered an internal error. {}",
+                reason.into()
+            ),
         )
     }
 

@@ -126,13 +126,12 @@ impl Lease {
 
     /// `x-ms-lease-duration` while leased: `infinite` or `fixed`.
     pub fn duration_name(&self, now: SystemTime) -> Option<&'static str> {
-        (self.state(now) == LeaseState::Leased).then(|| {
-            if self.duration_secs < 0 {
-                "infinite"
-            } else {
-                "fixed"
-            }
-        })
+        let name = if self.duration_secs < 0 {
+            "infinite"
+        } else {
+            "fixed"
+        };
+        (self.state(now) == LeaseState::Leased).then_some(name)
     }
 
     fn active_id(&self, now: SystemTime) -> Option<&str> {
@@ -143,7 +142,12 @@ impl Lease {
     }
 
     /// Checks a content, property, metadata or delete write that carried `lease_id`.
-    pub fn check_write(&self, lease_id: Option<&str>, now: SystemTime, blob: bool) -> Result<(), BlobError> {
+    pub fn check_write(
+        &self,
+        lease_id: Option<&str>,
+        now: SystemTime,
+        blob: bool,
+    ) -> Result<(), BlobError> {
         let what = if blob { "blob" } else { "container" };
         match (self.active_id(now), lease_id) {
             (None, None) => Ok(()),
@@ -164,7 +168,12 @@ impl Lease {
     }
 
     /// Checks a read that carried `lease_id` (a read without one is always allowed).
-    pub fn check_read(&self, lease_id: Option<&str>, now: SystemTime, blob: bool) -> Result<(), BlobError> {
+    pub fn check_read(
+        &self,
+        lease_id: Option<&str>,
+        now: SystemTime,
+        blob: bool,
+    ) -> Result<(), BlobError> {
         match lease_id {
             None => Ok(()),
             some => self.check_write(some, now, blob),
@@ -180,7 +189,11 @@ impl Lease {
         new_id: impl FnOnce() -> String,
     ) -> Result<(Lease, LeaseOutcome), BlobError> {
         let state = self.state(now);
-        let same = |id: &str| self.id.as_deref().is_some_and(|cur| cur.eq_ignore_ascii_case(id));
+        let same = |id: &str| {
+            self.id
+                .as_deref()
+                .is_some_and(|cur| cur.eq_ignore_ascii_case(id))
+        };
         match action {
             LeaseAction::Acquire {
                 duration_secs,
@@ -193,11 +206,12 @@ impl Lease {
                     ));
                 }
                 match state {
-                    LeaseState::Leased => {
-                        // Re-acquiring with the active id is allowed (and renews it).
-                        if !proposed_id.as_deref().is_some_and(same) {
-                            return Err(conflict("LeaseAlreadyPresent", "There is already a lease present."));
-                        }
+                    // Re-acquiring with the active id is allowed (and renews it).
+                    LeaseState::Leased if !proposed_id.as_deref().is_some_and(same) => {
+                        return Err(conflict(
+                            "LeaseAlreadyPresent",
+                            "There is already a lease present.",
+                        ));
                     }
                     LeaseState::Breaking => {
                         return Err(conflict(
@@ -214,7 +228,13 @@ impl Lease {
                     broken: false,
                     duration_secs: *duration_secs,
                 };
-                Ok((lease, LeaseOutcome { id: Some(id), time_secs: None }))
+                Ok((
+                    lease,
+                    LeaseOutcome {
+                        id: Some(id),
+                        time_secs: None,
+                    },
+                ))
             }
             LeaseAction::Renew { id } => {
                 if !same(id) || state == LeaseState::Available {
@@ -233,7 +253,13 @@ impl Lease {
                     until: until(now, self.duration_secs),
                     ..self.clone()
                 };
-                Ok((lease, LeaseOutcome { id: Some(id.clone()), time_secs: None }))
+                Ok((
+                    lease,
+                    LeaseOutcome {
+                        id: Some(id.clone()),
+                        time_secs: None,
+                    },
+                ))
             }
             LeaseAction::Change { id, proposed_id } => {
                 let allowed = match state {
@@ -243,16 +269,27 @@ impl Lease {
                 if !allowed {
                     let code = match state {
                         LeaseState::Leased => "LeaseIdMismatchWithLeaseOperation",
-                        LeaseState::Breaking | LeaseState::Broken => "LeaseIsBrokenAndCannotBeModified",
+                        LeaseState::Breaking | LeaseState::Broken => {
+                            "LeaseIsBrokenAndCannotBeModified"
+                        }
                         _ => "LeaseNotPresentWithLeaseOperation",
                     };
-                    return Err(conflict(code, "The lease cannot be changed in its current state."));
+                    return Err(conflict(
+                        code,
+                        "The lease cannot be changed in its current state.",
+                    ));
                 }
                 let lease = Lease {
                     id: Some(proposed_id.clone()),
                     ..self.clone()
                 };
-                Ok((lease, LeaseOutcome { id: Some(proposed_id.clone()), time_secs: None }))
+                Ok((
+                    lease,
+                    LeaseOutcome {
+                        id: Some(proposed_id.clone()),
+                        time_secs: None,
+                    },
+                ))
             }
             LeaseAction::Release { id } => {
                 if state == LeaseState::Available || !same(id) {
@@ -261,7 +298,13 @@ impl Lease {
                         "The lease ID specified did not match the lease ID for the blob.",
                     ));
                 }
-                Ok((Lease::default(), LeaseOutcome { id: None, time_secs: None }))
+                Ok((
+                    Lease::default(),
+                    LeaseOutcome {
+                        id: None,
+                        time_secs: None,
+                    },
+                ))
             }
             LeaseAction::Break { period_secs } => {
                 if let Some(p) = period_secs {
@@ -283,16 +326,30 @@ impl Lease {
                             until: Some(now),
                             ..self.clone()
                         };
-                        Ok((lease, LeaseOutcome { id: None, time_secs: Some(0) }))
+                        Ok((
+                            lease,
+                            LeaseOutcome {
+                                id: None,
+                                time_secs: Some(0),
+                            },
+                        ))
                     }
                     LeaseState::Breaking => {
-                        let left = self.until.map_or(0, |t| t.duration_since(now).map_or(0, |d| d.as_secs()));
+                        let left = self
+                            .until
+                            .map_or(0, |t| t.duration_since(now).map_or(0, |d| d.as_secs()));
                         let left = period_secs.map_or(left, |p| left.min(p as u64));
                         let lease = Lease {
                             until: Some(now + Duration::from_secs(left)),
                             ..self.clone()
                         };
-                        Ok((lease, LeaseOutcome { id: None, time_secs: Some(left) }))
+                        Ok((
+                            lease,
+                            LeaseOutcome {
+                                id: None,
+                                time_secs: Some(left),
+                            },
+                        ))
                     }
                     LeaseState::Leased => {
                         let remaining = match self.until {
@@ -309,7 +366,13 @@ impl Lease {
                             until: Some(now + Duration::from_secs(left)),
                             ..self.clone()
                         };
-                        Ok((lease, LeaseOutcome { id: None, time_secs: Some(left) }))
+                        Ok((
+                            lease,
+                            LeaseOutcome {
+                                id: None,
+                                time_secs: Some(left),
+                            },
+                        ))
                     }
                 }
             }
@@ -338,10 +401,15 @@ mod tests {
 
     #[test]
     fn acquire_guards_writes_until_expiry() {
-        let (l, out) = Lease::default().apply(&acquire(15, "L1"), t(0), || unreachable!()).unwrap();
+        let (l, out) = Lease::default()
+            .apply(&acquire(15, "L1"), t(0), || unreachable!())
+            .unwrap();
         assert_eq!(out.id.as_deref(), Some("L1"));
         assert_eq!(l.state(t(5)), LeaseState::Leased);
-        assert_eq!(l.check_write(None, t(5), true).unwrap_err().code, "LeaseIdMissing");
+        assert_eq!(
+            l.check_write(None, t(5), true).unwrap_err().code,
+            "LeaseIdMissing"
+        );
         assert_eq!(
             l.check_write(Some("L2"), t(5), true).unwrap_err().code,
             "LeaseIdMismatchWithBlobOperation"
@@ -351,18 +419,30 @@ mod tests {
         // After expiry writes go through again, and a new acquire succeeds.
         assert_eq!(l.state(t(16)), LeaseState::Expired);
         l.check_write(None, t(16), true).unwrap();
-        assert!(l.apply(&acquire(15, "L2"), t(16), || unreachable!()).is_ok());
+        assert!(l
+            .apply(&acquire(15, "L2"), t(16), || unreachable!())
+            .is_ok());
         assert_eq!(
-            l.apply(&acquire(15, "L2"), t(5), || unreachable!()).unwrap_err().code,
+            l.apply(&acquire(15, "L2"), t(5), || unreachable!())
+                .unwrap_err()
+                .code,
             "LeaseAlreadyPresent"
         );
     }
 
     #[test]
     fn renew_change_release() {
-        let (l, _) = Lease::default().apply(&acquire(-1, "A"), t(0), || unreachable!()).unwrap();
+        let (l, _) = Lease::default()
+            .apply(&acquire(-1, "A"), t(0), || unreachable!())
+            .unwrap();
         assert_eq!(l.duration_name(t(1000)), Some("infinite"));
-        let (l, _) = l.apply(&LeaseAction::Renew { id: "A".into() }, t(1), || unreachable!()).unwrap();
+        let (l, _) = l
+            .apply(
+                &LeaseAction::Renew { id: "A".into() },
+                t(1),
+                || unreachable!(),
+            )
+            .unwrap();
         let (l, out) = l
             .apply(
                 &LeaseAction::Change {
@@ -374,8 +454,20 @@ mod tests {
             )
             .unwrap();
         assert_eq!(out.id.as_deref(), Some("B"));
-        assert!(l.apply(&LeaseAction::Release { id: "A".into() }, t(3), || unreachable!()).is_err());
-        let (l, _) = l.apply(&LeaseAction::Release { id: "B".into() }, t(3), || unreachable!()).unwrap();
+        assert!(l
+            .apply(
+                &LeaseAction::Release { id: "A".into() },
+                t(3),
+                || unreachable!()
+            )
+            .is_err());
+        let (l, _) = l
+            .apply(
+                &LeaseAction::Release { id: "B".into() },
+                t(3),
+                || unreachable!(),
+            )
+            .unwrap();
         assert_eq!(l.state(t(3)), LeaseState::Available);
         assert_eq!(
             l.check_write(Some("B"), t(3), true).unwrap_err().code,
@@ -385,13 +477,32 @@ mod tests {
 
     #[test]
     fn break_runs_out() {
-        let (l, _) = Lease::default().apply(&acquire(60, "A"), t(0), || unreachable!()).unwrap();
-        let (l, out) = l.apply(&LeaseAction::Break { period_secs: Some(10) }, t(0), || unreachable!()).unwrap();
+        let (l, _) = Lease::default()
+            .apply(&acquire(60, "A"), t(0), || unreachable!())
+            .unwrap();
+        let (l, out) = l
+            .apply(
+                &LeaseAction::Break {
+                    period_secs: Some(10),
+                },
+                t(0),
+                || unreachable!(),
+            )
+            .unwrap();
         assert_eq!(out.time_secs, Some(10));
         assert_eq!(l.state(t(5)), LeaseState::Breaking);
-        assert_eq!(l.check_write(None, t(5), true).unwrap_err().code, "LeaseIdMissing");
         assert_eq!(
-            l.apply(&LeaseAction::Renew { id: "A".into() }, t(5), || unreachable!()).unwrap_err().code,
+            l.check_write(None, t(5), true).unwrap_err().code,
+            "LeaseIdMissing"
+        );
+        assert_eq!(
+            l.apply(
+                &LeaseAction::Renew { id: "A".into() },
+                t(5),
+                || unreachable!()
+            )
+            .unwrap_err()
+            .code,
             "LeaseIsBrokenAndCannotBeRenewed"
         );
         assert_eq!(l.state(t(11)), LeaseState::Broken);
@@ -413,10 +524,18 @@ mod tests {
     #[test]
     fn rejects_bad_durations() {
         for d in [0, 14, 61, -2] {
-            assert!(Lease::default().apply(&acquire(d, "A"), t(0), || unreachable!()).is_err());
+            assert!(Lease::default()
+                .apply(&acquire(d, "A"), t(0), || unreachable!())
+                .is_err());
         }
         assert!(Lease::default()
-            .apply(&LeaseAction::Break { period_secs: Some(61) }, t(0), || unreachable!())
+            .apply(
+                &LeaseAction::Break {
+                    period_secs: Some(61)
+                },
+                t(0),
+                || unreachable!()
+            )
             .is_err());
     }
 }

@@ -41,7 +41,10 @@ pub fn validate_blob_name(name: &str) -> Result<(), BlobError> {
             "Blob names must be 1-1024 characters.",
         ));
     }
-    if name.chars().any(|c| c == '\u{0}' || c == '\u{FFFE}' || c == '\u{FFFF}') {
+    if name
+        .chars()
+        .any(|c| c == '\u{0}' || c == '\u{FFFE}' || c == '\u{FFFF}')
+    {
         return Err(BlobError::invalid_resource_name(
             "Blob names must not contain NUL or non-characters.",
         ));
@@ -61,7 +64,13 @@ pub fn is_csharp_identifier(name: &str) -> bool {
 
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c == '_' || c.is_alphanumeric() { c } else { '_' })
+        .map(|c| {
+            if c == '_' || c.is_alphanumeric() {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -84,7 +93,9 @@ pub fn metadata_for_blob(stored: &BTreeMap<String, String>) -> Vec<(String, Stri
 
 /// The metadata to store for what a Blob client sent: validates every name (Azure's
 /// InvalidMetadata on a non-identifier) and folds `rename_` pairs back to their original keys.
-pub fn metadata_from_blob(sent: Vec<(String, String)>) -> Result<BTreeMap<String, String>, BlobError> {
+pub fn metadata_from_blob(
+    sent: Vec<(String, String)>,
+) -> Result<BTreeMap<String, String>, BlobError> {
     let mut plain = BTreeMap::new();
     for (k, v) in sent {
         if !is_csharp_identifier(&k) {
@@ -129,7 +140,17 @@ mod tests {
         for ok in ["abc", "a-b-c", "0123", "$root", &"a".repeat(63)] {
             validate_container_name(ok).unwrap();
         }
-        for bad in ["ab", "-abc", "abc-", "a--b", "ABC", "a_b", "a.b", &"a".repeat(64), ""] {
+        for bad in [
+            "ab",
+            "-abc",
+            "abc-",
+            "a--b",
+            "ABC",
+            "a_b",
+            "a.b",
+            &"a".repeat(64),
+            "",
+        ] {
             let e = validate_container_name(bad).unwrap_err();
             assert_eq!(e.code, "InvalidResourceName", "{bad}");
         }

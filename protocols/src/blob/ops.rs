@@ -1,7 +1,6 @@
 //! Request dispatch for the Blob head: authenticate, route by method / `restype` / `comp`,
 //! authorize, run the operation against the [`BlobStore`], and render the reply.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -22,7 +21,8 @@ use super::request::{self, header, parse_query, Query, ResourcePath};
 use super::response::{error_response, http_date, md5_b64, Body, CommonHeaders, Reply};
 use super::sas::{self, Access, ResponseOverrides, SasGrant, Target};
 use super::store::{
-    BlobInfo, BlobStore, BlobUpdate, BlobWrite, BlockLists, ContainerInfo, ContainerUpdate, PublicAccess,
+    BlobInfo, BlobStore, BlobUpdate, BlobWrite, BlockLists, ContainerInfo, ContainerUpdate,
+    PublicAccess,
 };
 use super::xml::{self, XmlWriter};
 use super::DEFAULT_VERSION;
@@ -33,8 +33,6 @@ use crate::store::{ByteStream, CopySource, ListQuery, ObjectProps, RangeSpec, St
 pub const MAX_PUT_BLOB: u64 = 5000 << 20;
 /// Largest Put Block body.
 pub const MAX_BLOCK: u64 = 4000 << 20;
-/// Largest staged-block count per blob.
-pub const MAX_UNCOMMITTED_BLOCKS: usize = 100_000;
 /// Largest block id, decoded.
 pub const MAX_BLOCK_ID: usize = 64;
 /// Largest range `x-ms-range-get-content-md5` may cover.
@@ -108,7 +106,14 @@ pub(super) async fn handle(
 fn new_request_id() -> String {
     let v: u128 = rand::random();
     let h = format!("{v:032x}");
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn account_key(store: &Arc<dyn BlobStore>, account: &str) -> Option<Vec<u8>> {
@@ -135,7 +140,8 @@ impl<'a> Ctx<'a> {
             .or_else(|| parts.uri.authority().map(|a| a.to_string()))
             .unwrap_or_default();
         let raw_path = parts.uri.path();
-        let path = request::resource_path(Some(&host), raw_path, |a| store.account_key(a).is_some())?;
+        let path =
+            request::resource_path(Some(&host), raw_path, |a| store.account_key(a).is_some())?;
         let query = parse_query(parts.uri.query())?;
         let authz = authenticate(store, parts, &path, &query, peer)?;
         Ok(Ctx {
@@ -400,7 +406,9 @@ impl<'a> Ctx<'a> {
         self.authorize(Access::WRITE_SERVICE).await?;
         let doc = read_small_body(body, 1 << 20).await?;
         validate_root(&doc, "StorageServiceProperties")?;
-        self.store.set_service_properties(self.account(), doc).await?;
+        self.store
+            .set_service_properties(self.account(), doc)
+            .await?;
         Ok(Reply::new(StatusCode::ACCEPTED))
     }
 
@@ -422,14 +430,17 @@ impl<'a> Ctx<'a> {
     }
 
     async fn container_info(&self) -> Result<ContainerInfo, BlobError> {
-        self.store.container(self.account(), self.container()?).await
+        self.store
+            .container(self.account(), self.container()?)
+            .await
     }
 
     async fn container_properties(&self, metadata_only: bool) -> Result<Reply, BlobError> {
         self.authorize(Access::READ_CONTAINER).await?;
         let info = self.container_info().await?;
         let now = SystemTime::now();
-        info.lease.check_read(self.lease_id().as_deref(), now, false)?;
+        info.lease
+            .check_read(self.lease_id().as_deref(), now, false)?;
         let mut reply = Reply::new(StatusCode::OK)
             .header("etag", etag_header(&info.etag))
             .header("last-modified", http_date(info.last_modified));
@@ -523,7 +534,10 @@ impl<'a> Ctx<'a> {
             .store
             .update_container(self.account(), self.container()?, update, &write)
             .await?;
-        let outcome = outcome.unwrap_or(super::lease::LeaseOutcome { id: None, time_secs: None });
+        let outcome = outcome.unwrap_or(super::lease::LeaseOutcome {
+            id: None,
+            time_secs: None,
+        });
         Ok(Reply::new(status)
             .header("etag", etag_header(&info.etag))
             .header("last-modified", http_date(info.last_modified))
@@ -535,8 +549,14 @@ impl<'a> Ctx<'a> {
         self.authorize(Access::LIST_BLOBS).await?;
         let q = self.q();
         let prefix = q.get("prefix").unwrap_or("").to_string();
-        let delimiter = q.get("delimiter").filter(|d| !d.is_empty()).map(str::to_string);
-        let marker = q.get("marker").filter(|m| !m.is_empty()).map(str::to_string);
+        let delimiter = q
+            .get("delimiter")
+            .filter(|d| !d.is_empty())
+            .map(str::to_string);
+        let marker = q
+            .get("marker")
+            .filter(|m| !m.is_empty())
+            .map(str::to_string);
         let max = max_results(&q)?;
         let include_metadata = includes(&q, "metadata");
         let include_uncommitted = includes(&q, "uncommittedblobs");
@@ -549,7 +569,12 @@ impl<'a> Ctx<'a> {
         };
         let page = self
             .store
-            .list_blobs(self.account(), self.container()?, query, include_uncommitted)
+            .list_blobs(
+                self.account(),
+                self.container()?,
+                query,
+                include_uncommitted,
+            )
             .await?;
         let endpoint = self.service_endpoint();
         let container = self.container()?;
@@ -576,8 +601,16 @@ impl<'a> Ctx<'a> {
             .blobs
             .iter()
             .map(|b| (b.object.key.as_str(), ListEntry::Blob(b)))
-            .chain(page.uncommitted.iter().map(|n| (n.as_str(), ListEntry::Uncommitted)))
-            .chain(page.prefixes.iter().map(|p| (p.as_str(), ListEntry::Prefix)))
+            .chain(
+                page.uncommitted
+                    .iter()
+                    .map(|n| (n.as_str(), ListEntry::Uncommitted)),
+            )
+            .chain(
+                page.prefixes
+                    .iter()
+                    .map(|p| (p.as_str(), ListEntry::Prefix)),
+            )
             .collect();
         entries.sort_by(|a, b| a.0.cmp(b.0));
         let now = SystemTime::now();
@@ -635,7 +668,10 @@ impl<'a> Ctx<'a> {
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         if want_range_md5 {
             let within = match range {
-                Some(RangeSpec::From { first, last: Some(last) }) => last - first < MAX_RANGE_MD5,
+                Some(RangeSpec::From {
+                    first,
+                    last: Some(last),
+                }) => last - first < MAX_RANGE_MD5,
                 Some(RangeSpec::Suffix(n)) => n <= MAX_RANGE_MD5,
                 _ => false,
             };
@@ -655,7 +691,8 @@ impl<'a> Ctx<'a> {
         let (container, blob) = (self.container()?, self.blob()?);
         if head {
             let info = self.store.blob(self.account(), container, blob).await?;
-            info.lease.check_read(read.lease_id.as_deref(), SystemTime::now(), true)?;
+            info.lease
+                .check_read(read.lease_id.as_deref(), SystemTime::now(), true)?;
             if let Some(r) = self.check_read_conditions(&conditions, &info) {
                 return Ok(r);
             }
@@ -683,9 +720,15 @@ impl<'a> Ctx<'a> {
                 let reply = self
                     .blob_headers(Reply::new(StatusCode::PARTIAL_CONTENT), &got.info, false)
                     .header("content-range", format!("bytes {first}-{last}/{size}"))
-                    .header_opt("x-ms-blob-content-md5", got.info.object.md5.as_ref().map(md5_b64));
+                    .header_opt(
+                        "x-ms-blob-content-md5",
+                        got.info.object.md5.as_ref().map(md5_b64),
+                    );
                 if want_range_md5 {
-                    let data: Vec<Bytes> = body.try_collect().await.map_err(|e| BlobError::internal(e.to_string()))?;
+                    let data: Vec<Bytes> = body
+                        .try_collect()
+                        .await
+                        .map_err(|e| BlobError::internal(e.to_string()))?;
                     let data = Bytes::from(data.concat());
                     let digest = md5_digest(&data);
                     return Ok(reply.header("content-md5", md5_b64(&digest)).bytes(data));
@@ -732,12 +775,25 @@ impl<'a> Ctx<'a> {
             .header("accept-ranges", "bytes")
             .header(
                 "content-type",
-                pick(&overrides.content_type, &p.content_type).unwrap_or_else(|| "application/octet-stream".into()),
+                pick(&overrides.content_type, &p.content_type)
+                    .unwrap_or_else(|| "application/octet-stream".into()),
             )
-            .header_opt("content-encoding", pick(&overrides.content_encoding, &p.content_encoding))
-            .header_opt("content-language", pick(&overrides.content_language, &p.content_language))
-            .header_opt("content-disposition", pick(&overrides.content_disposition, &p.content_disposition))
-            .header_opt("cache-control", pick(&overrides.cache_control, &p.cache_control))
+            .header_opt(
+                "content-encoding",
+                pick(&overrides.content_encoding, &p.content_encoding),
+            )
+            .header_opt(
+                "content-language",
+                pick(&overrides.content_language, &p.content_language),
+            )
+            .header_opt(
+                "content-disposition",
+                pick(&overrides.content_disposition, &p.content_disposition),
+            )
+            .header_opt(
+                "cache-control",
+                pick(&overrides.cache_control, &p.cache_control),
+            )
             .header("x-ms-server-encrypted", "false")
             .header("x-ms-access-tier", "Hot")
             .header("x-ms-access-tier-inferred", "true");
@@ -760,7 +816,8 @@ impl<'a> Ctx<'a> {
             .store
             .blob(self.account(), self.container()?, self.blob()?)
             .await?;
-        info.lease.check_read(self.lease_id().as_deref(), SystemTime::now(), true)?;
+        info.lease
+            .check_read(self.lease_id().as_deref(), SystemTime::now(), true)?;
         let mut reply = Reply::new(StatusCode::OK)
             .header("etag", etag_header(&info.etag))
             .header("last-modified", http_date(info.object.last_modified));
@@ -772,7 +829,11 @@ impl<'a> Ctx<'a> {
 
     async fn get_block_list(&self) -> Result<Reply, BlobError> {
         self.authorize(Access::READ_BLOB).await?;
-        let kind = self.q().get("blocklisttype").unwrap_or("committed").to_ascii_lowercase();
+        let kind = self
+            .q()
+            .get("blocklisttype")
+            .unwrap_or("committed")
+            .to_ascii_lowercase();
         let (committed, uncommitted) = match kind.as_str() {
             "committed" => (true, false),
             "uncommitted" => (false, true),
@@ -794,7 +855,7 @@ impl<'a> Ctx<'a> {
         }
         let mut w = XmlWriter::new();
         w.open("BlockList");
-        let mut section = |w: &mut XmlWriter, name: &str, blocks: &[super::store::BlockInfo]| {
+        let section = |w: &mut XmlWriter, name: &str, blocks: &[super::store::BlockInfo]| {
             w.open(name);
             for b in blocks {
                 w.open("Block")
@@ -865,7 +926,9 @@ impl<'a> Ctx<'a> {
             ..Default::default()
         };
         if let Some(crc) = self.h("x-ms-content-crc64") {
-            check.expected.push((ChecksumAlgo::Crc64Nvme, crc64_as_s3(crc)?));
+            check
+                .expected
+                .push((ChecksumAlgo::Crc64Nvme, crc64_as_s3(crc)?));
         }
         Ok(check)
     }
@@ -1018,14 +1081,21 @@ impl<'a> Ctx<'a> {
     async fn delete_blob(&self) -> Result<Reply, BlobError> {
         self.authorize(Access::DELETE_BLOB).await?;
         self.store
-            .delete_blob(self.account(), self.container()?, self.blob()?, &self.write())
+            .delete_blob(
+                self.account(),
+                self.container()?,
+                self.blob()?,
+                &self.write(),
+            )
             .await?;
         Ok(Reply::new(StatusCode::ACCEPTED).header("x-ms-delete-type-permanent", "true"))
     }
 
     async fn set_blob_properties(&self) -> Result<Reply, BlobError> {
         self.authorize(Access::UPDATE_BLOB).await?;
-        if self.h("x-ms-blob-content-length").is_some() || self.h("x-ms-sequence-number-action").is_some() {
+        if self.h("x-ms-blob-content-length").is_some()
+            || self.h("x-ms-sequence-number-action").is_some()
+        {
             return Err(BlobError::new(
                 StatusCode::CONFLICT,
                 "InvalidBlobType",
@@ -1090,9 +1160,18 @@ impl<'a> Ctx<'a> {
         };
         let (info, outcome) = self
             .store
-            .update_blob(self.account(), self.container()?, self.blob()?, update, &write)
+            .update_blob(
+                self.account(),
+                self.container()?,
+                self.blob()?,
+                update,
+                &write,
+            )
             .await?;
-        let outcome = outcome.unwrap_or(super::lease::LeaseOutcome { id: None, time_secs: None });
+        let outcome = outcome.unwrap_or(super::lease::LeaseOutcome {
+            id: None,
+            time_secs: None,
+        });
         Ok(Reply::new(status)
             .header("etag", etag_header(&info.etag))
             .header("last-modified", http_date(info.object.last_modified))
@@ -1100,10 +1179,20 @@ impl<'a> Ctx<'a> {
             .header_opt("x-ms-lease-time", outcome.time_secs.map(|t| t.to_string())))
     }
 
-    async fn apply_update(&self, update: BlobUpdate, status: StatusCode) -> Result<Reply, BlobError> {
+    async fn apply_update(
+        &self,
+        update: BlobUpdate,
+        status: StatusCode,
+    ) -> Result<Reply, BlobError> {
         let (info, _) = self
             .store
-            .update_blob(self.account(), self.container()?, self.blob()?, update, &self.write())
+            .update_blob(
+                self.account(),
+                self.container()?,
+                self.blob()?,
+                update,
+                &self.write(),
+            )
             .await?;
         Ok(Reply::new(status)
             .header("etag", etag_header(&info.etag))
@@ -1114,7 +1203,10 @@ impl<'a> Ctx<'a> {
 
     /// Resolves `x-ms-copy-source` to a blob on this node and checks the caller may read it:
     /// a SAS on the source URL, the same account under SharedKey, or a public container.
-    async fn copy_source(&self, range: Option<(u64, u64)>) -> Result<(String, CopySource), BlobError> {
+    async fn copy_source(
+        &self,
+        range: Option<(u64, u64)>,
+    ) -> Result<(String, CopySource), BlobError> {
         let url = self.h("x-ms-copy-source").unwrap_or("");
         let cannot = |why: &str| {
             BlobError::new(
@@ -1127,9 +1219,14 @@ impl<'a> Ctx<'a> {
             .parse()
             .map_err(|_| BlobError::invalid_header("x-ms-copy-source", "not a URL"))?;
         let host = uri.authority().map(|a| a.as_str().to_string());
-        let src = request::resource_path(host.as_deref(), uri.path(), |a| self.store.account_key(a).is_some())?;
+        let src = request::resource_path(host.as_deref(), uri.path(), |a| {
+            self.store.account_key(a).is_some()
+        })?;
         let (Some(container), Some(blob)) = (src.container.clone(), src.blob.clone()) else {
-            return Err(BlobError::invalid_header("x-ms-copy-source", "must name a blob"));
+            return Err(BlobError::invalid_header(
+                "x-ms-copy-source",
+                "must name a blob",
+            ));
         };
         let Some(key) = account_key(self.store, &src.account) else {
             return Err(cannot("the source is not on this node"));
@@ -1141,8 +1238,15 @@ impl<'a> Ctx<'a> {
             blob: Some(&blob),
         };
         if sas::is_sas(&query) {
-            let (grant, _) = sas::verify(&query, &target, &key, SystemTime::now(), Some(self.peer.ip()), false)
-                .map_err(|e| cannot(&e.message))?;
+            let (grant, _) = sas::verify(
+                &query,
+                &target,
+                &key,
+                SystemTime::now(),
+                Some(self.peer.ip()),
+                false,
+            )
+            .map_err(|e| cannot(&e.message))?;
             sas::authorize(&grant, Access::READ_BLOB, &target).map_err(|e| cannot(&e.message))?;
         } else if !(matches!(self.authz, Authz::Key) && src.account == self.path.account) {
             let public = self
@@ -1152,7 +1256,9 @@ impl<'a> Ctx<'a> {
                 .map(|c| c.public_access != PublicAccess::Off)
                 .unwrap_or(false);
             if !public {
-                return Err(cannot("no SAS on the source and the source container is private"));
+                return Err(cannot(
+                    "no SAS on the source and the source container is private",
+                ));
             }
         }
         Ok((
@@ -1178,7 +1284,15 @@ impl<'a> Ctx<'a> {
         };
         let info = self
             .store
-            .copy_blob(&src_account, src, self.account(), self.container()?, blob, metadata, &self.write())
+            .copy_blob(
+                &src_account,
+                src,
+                self.account(),
+                self.container()?,
+                blob,
+                metadata,
+                &self.write(),
+            )
             .await
             .map_err(source_not_found)?;
         Ok(Reply::new(StatusCode::ACCEPTED)
@@ -1192,8 +1306,14 @@ impl<'a> Ctx<'a> {
         self.authorize(Access::WRITE_BLOB).await?;
         let blob = self.blob()?;
         names::validate_blob_name(blob)?;
-        if !self.h("x-ms-blob-type").is_some_and(|t| t.eq_ignore_ascii_case("BlockBlob")) {
-            return Err(BlobError::invalid_header("x-ms-blob-type", "must be BlockBlob"));
+        if !self
+            .h("x-ms-blob-type")
+            .is_some_and(|t| t.eq_ignore_ascii_case("BlockBlob"))
+        {
+            return Err(BlobError::invalid_header(
+                "x-ms-blob-type",
+                "must be BlockBlob",
+            ));
         }
         let (src_account, src) = self.copy_source(None).await?;
         let copy_props = self
@@ -1202,7 +1322,15 @@ impl<'a> Ctx<'a> {
         let metadata = names::metadata_from_blob(meta_headers(self.headers))?;
         let mut info = self
             .store
-            .copy_blob(&src_account, src, self.account(), self.container()?, blob, Some(metadata), &self.write())
+            .copy_blob(
+                &src_account,
+                src,
+                self.account(),
+                self.container()?,
+                blob,
+                Some(metadata),
+                &self.write(),
+            )
             .await
             .map_err(source_not_found)?;
         if !copy_props || self.h("x-ms-blob-content-type").is_some() {
@@ -1238,7 +1366,10 @@ impl<'a> Ctx<'a> {
         let range = match self.h("x-ms-source-range") {
             None => None,
             Some(r) => match request::parse_range(r)? {
-                RangeSpec::From { first, last: Some(last) } => {
+                RangeSpec::From {
+                    first,
+                    last: Some(last),
+                } => {
                     if last - first + 1 > MAX_BLOCK {
                         return Err(BlobError::body_too_large(MAX_BLOCK));
                     }
@@ -1285,7 +1416,9 @@ fn write_blob_properties(w: &mut XmlWriter, b: &BlobInfo, now: SystemTime) {
         .elem("Content-Length", &o.size.to_string())
         .elem(
             "Content-Type",
-            p.content_type.as_deref().unwrap_or("application/octet-stream"),
+            p.content_type
+                .as_deref()
+                .unwrap_or("application/octet-stream"),
         )
         .elem_opt("Content-Encoding", p.content_encoding.as_deref())
         .elem_opt("Content-Language", p.content_language.as_deref())
@@ -1381,7 +1514,14 @@ fn authenticate(
             container: path.container.as_deref(),
             blob: path.blob.as_deref(),
         };
-        let (grant, overrides) = sas::verify(query, &target, &key, SystemTime::now(), Some(peer.ip()), false)?;
+        let (grant, overrides) = sas::verify(
+            query,
+            &target,
+            &key,
+            SystemTime::now(),
+            Some(peer.ip()),
+            false,
+        )?;
         return Ok(Authz::Sas(grant, overrides));
     }
     Ok(Authz::Anonymous)
@@ -1390,7 +1530,11 @@ fn authenticate(
 fn max_results(q: &Query<'_>) -> Result<usize, BlobError> {
     match q.uint("maxresults")? {
         None => Ok(5000),
-        Some(0) => Err(BlobError::invalid_query("maxresults", "0", "must be at least 1")),
+        Some(0) => Err(BlobError::invalid_query(
+            "maxresults",
+            "0",
+            "must be at least 1",
+        )),
         Some(n) => Ok(n.min(5000) as usize),
     }
 }
@@ -1435,7 +1579,9 @@ fn crc64_as_s3(value: &str) -> Result<String, BlobError> {
         .decode(value.trim())
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| BlobError::invalid_header("x-ms-content-crc64", "must be 8 bytes, base64"))?;
+        .ok_or_else(|| {
+            BlobError::invalid_header("x-ms-content-crc64", "must be 8 bytes, base64")
+        })?;
     bytes.reverse();
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
@@ -1465,7 +1611,12 @@ fn validate_tags(tags: &[(String, String)]) -> Result<(), BlobError> {
         ));
     }
     for (k, v) in tags {
-        if k.is_empty() || k.len() > 128 || v.len() > 256 || !k.chars().all(ok_char) || !v.chars().all(ok_char) {
+        if k.is_empty()
+            || k.len() > 128
+            || v.len() > 256
+            || !k.chars().all(ok_char)
+            || !v.chars().all(ok_char)
+        {
             return Err(BlobError::new(
                 StatusCode::BAD_REQUEST,
                 "InvalidTag",
@@ -1485,18 +1636,24 @@ fn parse_tags(doc: &[u8]) -> Result<Vec<(String, String)>, BlobError> {
     let mut tags = Vec::new();
     let (mut key, mut value) = (None::<String>, None::<String>);
     loop {
-        match reader.read_event().map_err(|e| BlobError::invalid_xml(e.to_string()))? {
+        match reader
+            .read_event()
+            .map_err(|e| BlobError::invalid_xml(e.to_string()))?
+        {
             Event::Start(e) => stack.push(e.name().as_ref().to_vec()),
             Event::End(_) => {
-                if stack.pop().as_deref() == Some(b"Tag") {
-                    match (key.take(), value.take()) {
-                        (Some(k), Some(v)) => tags.push((k, v)),
-                        _ => return Err(BlobError::invalid_xml("a Tag needs a Key and a Value")),
-                    }
+                let closed_tag = stack.pop().as_deref() == Some(b"Tag".as_slice());
+                if closed_tag {
+                    let (Some(k), Some(v)) = (key.take(), value.take()) else {
+                        return Err(BlobError::invalid_xml("a Tag needs a Key and a Value"));
+                    };
+                    tags.push((k, v));
                 }
             }
             Event::Text(t) => {
-                let s = t.decode().map_err(|e| BlobError::invalid_xml(e.to_string()))?;
+                let s = t
+                    .decode()
+                    .map_err(|e| BlobError::invalid_xml(e.to_string()))?;
                 let s = quick_xml::escape::unescape(&s)
                     .map_err(|e| BlobError::invalid_xml(e.to_string()))?
                     .into_owned();
@@ -1525,31 +1682,35 @@ fn validate_root(doc: &[u8], root: &str) -> Result<(), BlobError> {
     let mut depth = 0i64;
     let mut saw_root = false;
     loop {
-        match reader.read_event().map_err(|e| BlobError::invalid_xml(e.to_string()))? {
-            Event::Start(e) => {
-                if depth == 0 {
-                    if saw_root || e.name().as_ref() != root.as_bytes() {
-                        return Err(BlobError::invalid_xml(format!("expected <{root}>")));
-                    }
-                    saw_root = true;
-                }
-                depth += 1;
+        let event = reader
+            .read_event()
+            .map_err(|e| BlobError::invalid_xml(e.to_string()))?;
+        let (is_root_name, opens) = match &event {
+            Event::Start(e) => (e.name().as_ref() == root.as_bytes(), true),
+            Event::Empty(e) => (e.name().as_ref() == root.as_bytes(), false),
+            Event::End(_) => {
+                depth -= 1;
+                continue;
             }
-            Event::Empty(e) => {
-                if depth == 0 {
-                    if saw_root || e.name().as_ref() != root.as_bytes() {
-                        return Err(BlobError::invalid_xml(format!("expected <{root}>")));
-                    }
-                    saw_root = true;
-                }
-            }
-            Event::End(_) => depth -= 1,
             Event::Eof => break,
-            _ => {}
+            _ => continue,
+        };
+        if depth == 0 {
+            if saw_root || !is_root_name {
+                return Err(BlobError::invalid_xml(format!(
+                    "expected one <{root}> element"
+                )));
+            }
+            saw_root = true;
+        }
+        if opens {
+            depth += 1;
         }
     }
     if !saw_root || depth != 0 {
-        return Err(BlobError::invalid_xml(format!("expected one <{root}> element")));
+        return Err(BlobError::invalid_xml(format!(
+            "expected one <{root}> element"
+        )));
     }
     Ok(())
 }
@@ -1560,12 +1721,17 @@ fn lease_action(h: &HeaderMap) -> Result<LeaseAction, BlobError> {
     let action = need("x-ms-lease-action")?.to_ascii_lowercase();
     let int = |n: &str| -> Result<Option<i64>, BlobError> {
         get(n)
-            .map(|v| v.trim().parse::<i64>().map_err(|_| BlobError::invalid_header(n, "must be a number")))
+            .map(|v| {
+                v.trim()
+                    .parse::<i64>()
+                    .map_err(|_| BlobError::invalid_header(n, "must be a number"))
+            })
             .transpose()
     };
     Ok(match action.as_str() {
         "acquire" => LeaseAction::Acquire {
-            duration_secs: int("x-ms-lease-duration")?.ok_or_else(|| BlobError::missing_header("x-ms-lease-duration"))?,
+            duration_secs: int("x-ms-lease-duration")?
+                .ok_or_else(|| BlobError::missing_header("x-ms-lease-duration"))?,
             proposed_id: get("x-ms-proposed-lease-id"),
         },
         "renew" => LeaseAction::Renew {
@@ -1615,10 +1781,14 @@ async fn read_small_body(body: Incoming, limit: usize) -> Result<Bytes, BlobErro
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Err(BlobError::body_too_large(limit as u64))
             } else {
-                Err(BlobError::invalid_input(format!("could not read the request body: {e}")))
+                Err(BlobError::invalid_input(format!(
+                    "could not read the request body: {e}"
+                )))
             }
         }
     }
@@ -1636,7 +1806,9 @@ mod tests {
         let le = base64::engine::general_purpose::STANDARD.encode([1u8, 2, 3, 4, 5, 6, 7, 8]);
         let be = crc64_as_s3(&le).unwrap();
         assert_eq!(
-            base64::engine::general_purpose::STANDARD.decode(be).unwrap(),
+            base64::engine::general_purpose::STANDARD
+                .decode(be)
+                .unwrap(),
             vec![8, 7, 6, 5, 4, 3, 2, 1]
         );
         assert!(crc64_as_s3("AAAA").is_err());
@@ -1665,7 +1837,11 @@ mod tests {
     #[test]
     fn xml_roots() {
         validate_root(b"<SignedIdentifiers />", "SignedIdentifiers").unwrap();
-        validate_root(b"<?xml version=\"1.0\"?><StorageServiceProperties><Cors/></StorageServiceProperties>", "StorageServiceProperties").unwrap();
+        validate_root(
+            b"<?xml version=\"1.0\"?><StorageServiceProperties><Cors/></StorageServiceProperties>",
+            "StorageServiceProperties",
+        )
+        .unwrap();
         assert!(validate_root(b"<Other/>", "SignedIdentifiers").is_err());
         assert!(validate_root(b"<SignedIdentifiers>", "SignedIdentifiers").is_err());
     }

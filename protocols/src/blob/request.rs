@@ -44,7 +44,11 @@ pub fn resource_path(
         None => {
             let (acct, rest) = path.split_once('/').unwrap_or((path, ""));
             if acct.is_empty() {
-                return Err(BlobError::invalid_query("account", "", "the URL names no account"));
+                return Err(BlobError::invalid_query(
+                    "account",
+                    "",
+                    "the URL names no account",
+                ));
             }
             (decode(acct)?, rest, true)
         }
@@ -63,7 +67,9 @@ pub fn resource_path(
         _ => None,
     };
     if container.is_none() && blob.is_some() {
-        return Err(BlobError::invalid_resource_name("A blob needs a container."));
+        return Err(BlobError::invalid_resource_name(
+            "A blob needs a container.",
+        ));
     }
     Ok(ResourcePath {
         account,
@@ -150,7 +156,11 @@ pub fn parse_range(value: &str) -> Result<crate::store::RangeSpec, BlobError> {
         return Ok(crate::store::RangeSpec::Suffix(num(b)?));
     }
     let first = num(a)?;
-    let last = if b.trim().is_empty() { None } else { Some(num(b)?) };
+    let last = if b.trim().is_empty() {
+        None
+    } else {
+        Some(num(b)?)
+    };
     if let Some(l) = last {
         if l < first {
             return Err(bad());
@@ -166,12 +176,20 @@ mod tests {
 
     #[test]
     fn path_style_and_host_style() {
-        let p = resource_path(Some("127.0.0.1:10000"), "/acct/cont/dir%2Fa%20b.txt", |_| true).unwrap();
+        let p = resource_path(
+            Some("127.0.0.1:10000"),
+            "/acct/cont/dir%2Fa%20b.txt",
+            |_| true,
+        )
+        .unwrap();
         assert_eq!(p.account, "acct");
         assert_eq!(p.container.as_deref(), Some("cont"));
         assert_eq!(p.blob.as_deref(), Some("dir/a b.txt"));
         assert!(p.path_style);
-        let p = resource_path(Some("acct.blob.localhost:10000"), "/cont/x/y", |a| a == "acct").unwrap();
+        let p = resource_path(Some("acct.blob.localhost:10000"), "/cont/x/y", |a| {
+            a == "acct"
+        })
+        .unwrap();
         assert_eq!(p.account, "acct");
         assert_eq!(p.blob.as_deref(), Some("x/y"));
         assert!(!p.path_style);
@@ -194,8 +212,20 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range("bytes=0-9").unwrap(), RangeSpec::From { first: 0, last: Some(9) });
-        assert_eq!(parse_range("bytes=5-").unwrap(), RangeSpec::From { first: 5, last: None });
+        assert_eq!(
+            parse_range("bytes=0-9").unwrap(),
+            RangeSpec::From {
+                first: 0,
+                last: Some(9)
+            }
+        );
+        assert_eq!(
+            parse_range("bytes=5-").unwrap(),
+            RangeSpec::From {
+                first: 5,
+                last: None
+            }
+        );
         assert_eq!(parse_range("bytes=-5").unwrap(), RangeSpec::Suffix(5));
         for bad in ["0-9", "bytes=9-0", "bytes=a-b", "bytes="] {
             assert!(parse_range(bad).is_err(), "{bad}");

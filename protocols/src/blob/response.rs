@@ -49,7 +49,10 @@ impl Reply {
 
     /// Adds a header with a runtime name (`x-ms-meta-*`).
     pub fn header_dyn(mut self, name: &str, value: &str) -> Reply {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             self.headers.push((n, v));
         }
         self
@@ -85,7 +88,9 @@ impl Reply {
     /// A buffered body.
     pub fn bytes(mut self, data: Bytes) -> Reply {
         let len = data.len();
-        self.body = Full::new(data).map_err(|never| match never {}).boxed_unsync();
+        self.body = Full::new(data)
+            .map_err(|never| match never {})
+            .boxed_unsync();
         self.header("content-length", len.to_string())
     }
 

@@ -176,12 +176,13 @@ pub fn verify(
     let expiry = parse_sas_time(se).ok_or_else(|| {
         BlobError::authentication_failed("se is mandatory and must be an ISO 8601 UTC time")
     })?;
-    let start = match get("st") {
-        "" => None,
-        st => Some(parse_sas_time(st).ok_or_else(|| {
-            BlobError::authentication_failed("st must be an ISO 8601 UTC time")
-        })?),
-    };
+    let start =
+        match get("st") {
+            "" => None,
+            st => Some(parse_sas_time(st).ok_or_else(|| {
+                BlobError::authentication_failed("st must be an ISO 8601 UTC time")
+            })?),
+        };
     if !get("si").is_empty() {
         return Err(BlobError::authentication_failed(
             "Stored access policies (si) are not supported by this server.",
@@ -200,7 +201,17 @@ pub fn verify(
             ));
         }
         let mut sts = String::new();
-        for v in [target.account, sp, ss, srt, get("st"), se, get("sip"), get("spr"), sv] {
+        for v in [
+            target.account,
+            sp,
+            ss,
+            srt,
+            get("st"),
+            se,
+            get("sip"),
+            get("spr"),
+            sv,
+        ] {
             sts.push_str(v);
             sts.push('\n');
         }
@@ -243,7 +254,16 @@ pub fn verify(
                 )))
             }
         };
-        let mut fields: Vec<&str> = vec![sp, get("st"), se, &canonical, get("si"), get("sip"), get("spr"), sv];
+        let mut fields: Vec<&str> = vec![
+            sp,
+            get("st"),
+            se,
+            &canonical,
+            get("si"),
+            get("sip"),
+            get("spr"),
+            sv,
+        ];
         if sv >= "2018-11-09" {
             fields.push(sr);
             fields.push(get("snapshot"));
@@ -285,7 +305,9 @@ pub fn verify(
         }
     }
     if let Some(spr) = param(query, "spr").filter(|s| !s.is_empty()) {
-        let ok = spr.split(',').any(|p| p == "http" || (p == "https" && https));
+        let ok = spr
+            .split(',')
+            .any(|p| p == "http" || (p == "https" && https));
         if !ok {
             return Err(BlobError::new(
                 http::StatusCode::FORBIDDEN,
@@ -332,7 +354,9 @@ pub fn authorize(grant: &SasGrant, access: Access, target: &Target<'_>) -> Resul
             // deleting the container itself.
             let allowed_level = match access.level {
                 ResourceLevel::Object => true,
-                ResourceLevel::Container => access == Access::LIST_BLOBS || access == Access::READ_CONTAINER,
+                ResourceLevel::Container => {
+                    access == Access::LIST_BLOBS || access == Access::READ_CONTAINER
+                }
                 ResourceLevel::Service => false,
             };
             if !allowed_level || target.container != Some(container.as_str()) {
@@ -419,7 +443,8 @@ pub fn parse_sas_time(s: &str) -> Option<SystemTime> {
             return None;
         }
     }
-    if !(1..=12).contains(&month) || day == 0 || day > 31 || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month) || day == 0 || day > 31 || hour > 23 || minute > 59 || second > 60
+    {
         return None;
     }
     let days = days_from_civil(year, month, day)?;
@@ -432,7 +457,20 @@ pub fn parse_sas_time(s: &str) -> Option<SystemTime> {
 /// Days since 1970-01-01 of a proleptic Gregorian date, validating the day of the month.
 fn days_from_civil(year: i32, month: u32, day: u32) -> Option<i64> {
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     if day > month_days[(month - 1) as usize] {
         return None;
     }
@@ -452,7 +490,10 @@ mod tests {
     const KEY: &[u8] = b"sas test key 0123456789";
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn target<'a>(c: Option<&'a str>, b: Option<&'a str>) -> Target<'a> {
@@ -465,20 +506,54 @@ mod tests {
 
     fn signed_container_sas(sp: &str, se: &str) -> Vec<(String, String)> {
         // The layout of sv=2020-12-06 and later.
-        let sts = [sp, "", se, "/blob/acct/cont", "", "", "", "2025-01-05", "c", "", "", "", "", "", "", ""]
-            .join("\n");
+        let sts = [
+            sp,
+            "",
+            se,
+            "/blob/acct/cont",
+            "",
+            "",
+            "",
+            "2025-01-05",
+            "c",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ]
+        .join("\n");
         let sig = sign::sign(KEY, &sts);
-        q(&[("sv", "2025-01-05"), ("sr", "c"), ("sp", sp), ("se", se), ("sig", &sig)])
+        q(&[
+            ("sv", "2025-01-05"),
+            ("sr", "c"),
+            ("sp", sp),
+            ("se", se),
+            ("sig", &sig),
+        ])
     }
 
     #[test]
     fn parses_sas_times() {
         let t = parse_sas_time("2026-11-22T05:06:07Z").unwrap();
-        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 1_795_323_967);
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            1_795_323_967
+        );
         assert_eq!(parse_sas_time("2026-11-22T05:06:07.1234567Z"), Some(t));
         assert!(parse_sas_time("2026-11-22").is_some());
         assert!(parse_sas_time("2026-11-22T05:06Z").is_some());
-        for bad in ["", "2026-13-01", "2026-02-30", "2026-11-22T25:00:00Z", "2026-11-22T05:06:07", "yesterday", "2026-11-22T05:06:07.Z"] {
+        for bad in [
+            "",
+            "2026-13-01",
+            "2026-02-30",
+            "2026-11-22T25:00:00Z",
+            "2026-11-22T05:06:07",
+            "yesterday",
+            "2026-11-22T05:06:07.Z",
+        ] {
             assert!(parse_sas_time(bad).is_none(), "{bad}");
         }
     }
@@ -495,10 +570,17 @@ mod tests {
             "AuthorizationPermissionMismatch"
         );
         assert_eq!(
-            authorize(&grant, Access::READ_BLOB, &target(Some("other"), Some("x"))).unwrap_err().code,
+            authorize(&grant, Access::READ_BLOB, &target(Some("other"), Some("x")))
+                .unwrap_err()
+                .code,
             "AuthorizationFailure"
         );
-        assert!(authorize(&grant, Access::DELETE_CONTAINER, &target(Some("cont"), None)).is_err());
+        assert!(authorize(
+            &grant,
+            Access::DELETE_CONTAINER,
+            &target(Some("cont"), None)
+        )
+        .is_err());
     }
 
     #[test]
@@ -506,7 +588,9 @@ mod tests {
         let t = target(Some("cont"), None);
         let expired = signed_container_sas("r", "2001-01-01T00:00:00Z");
         assert_eq!(
-            verify(&expired, &t, KEY, SystemTime::now(), None, false).unwrap_err().code,
+            verify(&expired, &t, KEY, SystemTime::now(), None, false)
+                .unwrap_err()
+                .code,
             "AuthenticationFailed"
         );
         let mut tampered = signed_container_sas("r", "2099-01-01T00:00:00Z");
@@ -516,18 +600,40 @@ mod tests {
             }
         }
         assert_eq!(
-            verify(&tampered, &t, KEY, SystemTime::now(), None, false).unwrap_err().code,
+            verify(&tampered, &t, KEY, SystemTime::now(), None, false)
+                .unwrap_err()
+                .code,
             "AuthenticationFailed"
         );
         let good = signed_container_sas("r", "2099-01-01T00:00:00Z");
         assert!(verify(&good, &t, b"wrong key", SystemTime::now(), None, false).is_err());
         // The signature names the container: it does not verify for another one.
-        assert!(verify(&good, &target(Some("other"), None), KEY, SystemTime::now(), None, false).is_err());
+        assert!(verify(
+            &good,
+            &target(Some("other"), None),
+            KEY,
+            SystemTime::now(),
+            None,
+            false
+        )
+        .is_err());
     }
 
     #[test]
     fn account_sas_checks_services_resource_types_and_ip() {
-        let fields = ["acct", "rwl", "b", "co", "", "2099-01-01T00:00:00Z", "127.0.0.1", "", "2025-01-05", "", ""];
+        let fields = [
+            "acct",
+            "rwl",
+            "b",
+            "co",
+            "",
+            "2099-01-01T00:00:00Z",
+            "127.0.0.1",
+            "",
+            "2025-01-05",
+            "",
+            "",
+        ];
         let sig = sign::sign(KEY, &fields.join("\n"));
         let query = q(&[
             ("sv", "2025-01-05"),
@@ -544,7 +650,9 @@ mod tests {
         authorize(&grant, Access::WRITE_BLOB, &t).unwrap();
         authorize(&grant, Access::LIST_BLOBS, &target(Some("cont"), None)).unwrap();
         assert_eq!(
-            authorize(&grant, Access::LIST_CONTAINERS, &target(None, None)).unwrap_err().code,
+            authorize(&grant, Access::LIST_CONTAINERS, &target(None, None))
+                .unwrap_err()
+                .code,
             "AuthorizationResourceTypeMismatch"
         );
         assert_eq!(
@@ -553,7 +661,9 @@ mod tests {
         );
         let other: IpAddr = "10.1.2.3".parse().unwrap();
         assert_eq!(
-            verify(&query, &t, KEY, SystemTime::now(), Some(other), false).unwrap_err().code,
+            verify(&query, &t, KEY, SystemTime::now(), Some(other), false)
+                .unwrap_err()
+                .code,
             "AuthorizationSourceIPMismatch"
         );
     }

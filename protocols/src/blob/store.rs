@@ -14,7 +14,9 @@ use super::error::BlobError;
 use super::lease::{Lease, LeaseAction, LeaseOutcome};
 use super::xml::BlockSource;
 use crate::checksum::BodyCheck;
-use crate::store::{ByteStream, CopySource, ListQuery, ObjectInfo, ObjectProps, ObjectStore, RangeSpec, StoreError};
+use crate::store::{
+    ByteStream, CopySource, ListQuery, ObjectInfo, ObjectProps, ObjectStore, RangeSpec, StoreError,
+};
 
 /// A container's public access level (`x-ms-blob-public-access`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -161,6 +163,7 @@ pub struct BlobListPage {
 }
 
 /// Storage the Blob head runs on, implemented by the node next to [`ObjectStore`].
+#[allow(clippy::too_many_arguments)]
 #[async_trait::async_trait]
 pub trait BlobStore: ObjectStore {
     /// Creates a container with metadata and access level.
@@ -191,10 +194,16 @@ pub trait BlobStore: ObjectStore {
         write: &BlobWrite,
     ) -> Result<(ContainerInfo, Option<LeaseOutcome>), BlobError>;
     /// Deletes a container and everything in it, if the lease and conditions hold.
-    async fn delete_container(&self, account: &str, container: &str, write: &BlobWrite) -> Result<(), BlobError>;
+    async fn delete_container(
+        &self,
+        account: &str,
+        container: &str,
+        write: &BlobWrite,
+    ) -> Result<(), BlobError>;
 
     /// The committed blob's properties.
-    async fn blob(&self, account: &str, container: &str, blob: &str) -> Result<BlobInfo, BlobError>;
+    async fn blob(&self, account: &str, container: &str, blob: &str)
+        -> Result<BlobInfo, BlobError>;
     /// Reads `range` of the version that satisfies `read` (lease and conditions are checked
     /// against the same version the bytes come from).
     async fn read_blob(
@@ -242,7 +251,13 @@ pub trait BlobStore: ObjectStore {
         write: &BlobWrite,
     ) -> Result<(BlobInfo, Option<LeaseOutcome>), BlobError>;
     /// Deletes a blob (and its uncommitted blocks).
-    async fn delete_blob(&self, account: &str, container: &str, blob: &str, write: &BlobWrite) -> Result<(), BlobError>;
+    async fn delete_blob(
+        &self,
+        account: &str,
+        container: &str,
+        blob: &str,
+        write: &BlobWrite,
+    ) -> Result<(), BlobError>;
 
     /// Stages a block (replacing a staged block with the same id). Every block id of one blob
     /// must decode to the same length (else 400 InvalidBlobOrBlock), and at most 100,000
@@ -285,7 +300,12 @@ pub trait BlobStore: ObjectStore {
         write: &BlobWrite,
     ) -> Result<BlobInfo, BlobError>;
     /// The committed and uncommitted blocks of a blob.
-    async fn block_lists(&self, account: &str, container: &str, blob: &str) -> Result<BlockLists, BlobError>;
+    async fn block_lists(
+        &self,
+        account: &str,
+        container: &str,
+        blob: &str,
+    ) -> Result<BlockLists, BlobError>;
     /// Lists blobs from one consistent snapshot.
     async fn list_blobs(
         &self,
@@ -305,16 +325,26 @@ impl From<StoreError> for BlobError {
     fn from(e: StoreError) -> Self {
         use http::StatusCode as S;
         match e {
-            StoreError::NoSuchAccount(_) => BlobError::new(S::FORBIDDEN, "AuthenticationFailed", "Unknown account."),
+            StoreError::NoSuchAccount(_) => {
+                BlobError::new(S::FORBIDDEN, "AuthenticationFailed", "Unknown account.")
+            }
             StoreError::NoSuchBucket(_) => BlobError::container_not_found(),
             StoreError::BucketAlreadyExists(_) => BlobError::container_already_exists(),
-            StoreError::BucketNotEmpty(_) => BlobError::new(S::CONFLICT, "ContainerBeingDeleted", "The container is not empty."),
+            StoreError::BucketNotEmpty(_) => BlobError::new(
+                S::CONFLICT,
+                "ContainerBeingDeleted",
+                "The container is not empty.",
+            ),
             StoreError::NoSuchKey(_) => BlobError::blob_not_found(),
-            StoreError::NoSuchUpload(_) | StoreError::InvalidPart(_) => BlobError::invalid_block_list(),
+            StoreError::NoSuchUpload(_) | StoreError::InvalidPart(_) => {
+                BlobError::invalid_block_list()
+            }
             StoreError::PreconditionFailed => BlobError::condition_not_met(),
             StoreError::BadDigest(_) => BlobError::md5_mismatch(),
             StoreError::InvalidDigest(m) => BlobError::invalid_header("Content-MD5", &m),
-            StoreError::IncompleteBody(m) => BlobError::invalid_input(format!("The request body is incomplete: {m}")),
+            StoreError::IncompleteBody(m) => {
+                BlobError::invalid_input(format!("The request body is incomplete: {m}"))
+            }
             StoreError::InvalidArgument(m) => BlobError::invalid_input(m),
             StoreError::InvalidRange => BlobError::invalid_range(),
             StoreError::EntityTooLarge => BlobError::body_too_large(5000 << 20),

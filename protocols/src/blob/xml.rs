@@ -38,7 +38,8 @@ pub const MAX_COMMITTED_BLOCKS: usize = 50_000;
 /// Rejects anything that is not a `<BlockList>` of those three elements with InvalidXmlDocument,
 /// and more than [`MAX_COMMITTED_BLOCKS`] entries with InvalidBlockList.
 pub fn parse_block_list(body: &[u8]) -> Result<Vec<(BlockSource, String)>, BlobError> {
-    let text = std::str::from_utf8(body).map_err(|_| BlobError::invalid_xml("body is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| BlobError::invalid_xml("body is not UTF-8"))?;
     let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(true);
     let mut out = Vec::new();
@@ -228,7 +229,9 @@ mod tests {
 
     #[test]
     fn empty_block_list_is_valid() {
-        assert!(parse_block_list(b"<BlockList></BlockList>").unwrap().is_empty());
+        assert!(parse_block_list(b"<BlockList></BlockList>")
+            .unwrap()
+            .is_empty());
         assert!(parse_block_list(b"<BlockList/>").unwrap().is_empty());
     }
 
@@ -247,14 +250,23 @@ mod tests {
             b"\xff\xfe",
         ] {
             let err = parse_block_list(bad).unwrap_err();
-            assert_eq!(err.code, "InvalidXmlDocument", "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                err.code,
+                "InvalidXmlDocument",
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn escapes_text_and_attributes() {
         let mut w = XmlWriter::new();
-        w.open_with("A", &[("k", "a\"<b")]).elem("B", "x&y<z>").close("A");
-        assert!(w.finish().ends_with("<A k=\"a&quot;&lt;b\"><B>x&amp;y&lt;z&gt;</B></A>"));
+        w.open_with("A", &[("k", "a\"<b")])
+            .elem("B", "x&y<z>")
+            .close("A");
+        assert!(w
+            .finish()
+            .ends_with("<A k=\"a&quot;&lt;b\"><B>x&amp;y&lt;z&gt;</B></A>"));
     }
 }
