@@ -70,7 +70,11 @@ impl Admin {
         let query = req.uri().query().unwrap_or("").to_owned();
         match (req.method().clone(), path.as_str()) {
             (Method::GET, "/health") => json_reply(StatusCode::OK, json!({ "status": "ok" })),
-            (Method::GET, "/metrics") => reply(StatusCode::OK, "text/plain; version=0.0.4", self.metrics_text()),
+            (Method::GET, "/metrics") => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.metrics_text(),
+            ),
             (Method::GET, "/admin/status") => json_reply(StatusCode::OK, self.status()),
             (Method::GET, "/admin/capacity") => match self.capacity() {
                 Ok(v) => json_reply(StatusCode::OK, v),
@@ -124,9 +128,11 @@ impl Admin {
                     Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
                 }
             }
-            (_, "/health" | "/metrics" | "/admin/status" | "/admin/capacity" | "/admin/flush" | "/admin/scrub" | "/admin/rebuild") => {
-                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-            }
+            (
+                _,
+                "/health" | "/metrics" | "/admin/status" | "/admin/capacity" | "/admin/flush"
+                | "/admin/scrub" | "/admin/rebuild",
+            ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
         }
     }
@@ -170,7 +176,12 @@ impl Admin {
             .collect();
         let c = self.engine.data().counters();
         let s = self.engine.data().status();
-        let qlc_bytes: u64 = s.devices.iter().filter(|d| d.role == "qlc").map(|d| d.bytes).sum();
+        let qlc_bytes: u64 = s
+            .devices
+            .iter()
+            .filter(|d| d.role == "qlc")
+            .map(|d| d.bytes)
+            .sum();
         Ok(json!({
             "total": { "logical_bytes": total, "objects": objects },
             "buckets": buckets,
@@ -191,26 +202,104 @@ impl Admin {
         let s = self.engine.data().status();
         let c = self.engine.data().counters();
         let mut g = |name: &str, help: &str, kind: &str, v: f64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         };
-        g("cairn_slc_used_bytes", "Bytes held in the SLC buffer.", "gauge", s.slc_used_bytes as f64);
-        g("cairn_slc_capacity_bytes", "SLC buffer capacity.", "gauge", s.slc_capacity_bytes as f64);
-        g("cairn_slc_fill_ratio", "SLC fill (used / capacity).", "gauge", s.slc_fill);
-        g("cairn_migration_lag_seconds", "Age of the oldest SLC segment not yet migrated.", "gauge", s.migration_lag_secs);
-        g("cairn_stripes", "Stripes known to the layout.", "gauge", s.stripes as f64);
-        g("cairn_repair_queue", "Shards waiting for repair.", "gauge", s.repair_queue as f64);
-        g("cairn_slc_appended_bytes_total", "Bytes appended to the SLC buffer.", "counter", c.slc_appended_bytes as f64);
-        g("cairn_migrated_bytes_total", "Logical bytes migrated from SLC to stripes.", "counter", c.migrated_bytes as f64);
-        g("cairn_live_stored_bytes", "Stored bytes of live chunks.", "gauge", c.live_bytes as f64);
-        g("cairn_dead_stored_bytes", "Stored bytes of freed chunks still in stripes.", "gauge", c.dead_bytes as f64);
-        g("cairn_degraded_reads_total", "Reads reconstructed from parity.", "counter", c.degraded_reads as f64);
-        g("cairn_repairs_total", "Shard repairs.", "counter", c.repairs as f64);
+        g(
+            "cairn_slc_used_bytes",
+            "Bytes held in the SLC buffer.",
+            "gauge",
+            s.slc_used_bytes as f64,
+        );
+        g(
+            "cairn_slc_capacity_bytes",
+            "SLC buffer capacity.",
+            "gauge",
+            s.slc_capacity_bytes as f64,
+        );
+        g(
+            "cairn_slc_fill_ratio",
+            "SLC fill (used / capacity).",
+            "gauge",
+            s.slc_fill,
+        );
+        g(
+            "cairn_migration_lag_seconds",
+            "Age of the oldest SLC segment not yet migrated.",
+            "gauge",
+            s.migration_lag_secs,
+        );
+        g(
+            "cairn_stripes",
+            "Stripes known to the layout.",
+            "gauge",
+            s.stripes as f64,
+        );
+        g(
+            "cairn_repair_queue",
+            "Shards waiting for repair.",
+            "gauge",
+            s.repair_queue as f64,
+        );
+        g(
+            "cairn_slc_appended_bytes_total",
+            "Bytes appended to the SLC buffer.",
+            "counter",
+            c.slc_appended_bytes as f64,
+        );
+        g(
+            "cairn_migrated_bytes_total",
+            "Logical bytes migrated from SLC to stripes.",
+            "counter",
+            c.migrated_bytes as f64,
+        );
+        g(
+            "cairn_live_stored_bytes",
+            "Stored bytes of live chunks.",
+            "gauge",
+            c.live_bytes as f64,
+        );
+        g(
+            "cairn_dead_stored_bytes",
+            "Stored bytes of freed chunks still in stripes.",
+            "gauge",
+            c.dead_bytes as f64,
+        );
+        g(
+            "cairn_degraded_reads_total",
+            "Reads reconstructed from parity.",
+            "counter",
+            c.degraded_reads as f64,
+        );
+        g(
+            "cairn_repairs_total",
+            "Shard repairs.",
+            "counter",
+            c.repairs as f64,
+        );
         if let Ok(per) = self.engine.capacity() {
             let total: u64 = per.values().map(|(b, _)| *b).sum();
-            g("cairn_logical_bytes", "Logical bytes of all current objects.", "gauge", total as f64);
+            g(
+                "cairn_logical_bytes",
+                "Logical bytes of all current objects.",
+                "gauge",
+                total as f64,
+            );
         }
-        let qlc: u64 = s.devices.iter().filter(|d| d.role == "qlc").map(|d| d.bytes).sum();
-        g("cairn_qlc_physical_bytes", "Bytes of layout files on QLC devices (parity included).", "gauge", qlc as f64);
+        let qlc: u64 = s
+            .devices
+            .iter()
+            .filter(|d| d.role == "qlc")
+            .map(|d| d.bytes)
+            .sum();
+        g(
+            "cairn_qlc_physical_bytes",
+            "Bytes of layout files on QLC devices (parity included).",
+            "gauge",
+            qlc as f64,
+        );
         out.push_str("# HELP cairn_device_online Device state (1 online, 0 otherwise).\n# TYPE cairn_device_online gauge\n");
         for d in &s.devices {
             let _ = writeln!(

@@ -34,7 +34,9 @@ pub async fn request(
     let mut s = TcpStream::connect(addr)
         .await
         .map_err(|source| AdminCliError::Connect { addr, source })?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
     if let Some(t) = token.filter(|t| !t.is_empty()) {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
@@ -43,7 +45,9 @@ pub async fn request(
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await?;
     let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or(AdminCliError::Malformed)?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or(AdminCliError::Malformed)?;
     let status = head
         .split_whitespace()
         .nth(1)

@@ -127,12 +127,16 @@ pub struct Config {
     /// Extent size.
     pub extent_bytes: usize,
     /// Upload expiry.
+    #[serde(skip_serializing)]
     pub upload_expiry: Duration,
+    /// Upload expiry in days (as configured).
+    pub upload_expiry_days: u64,
 }
 
 fn addr(s: &str) -> SocketAddr {
     // The literals below are valid socket addresses.
-    s.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    s.parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
 impl Config {
@@ -160,11 +164,26 @@ impl Config {
         }
         accounts.extend(f.accounts.iter().cloned());
         let cfg = Config {
-            data_dir: o.data_dir.or(f.data_dir).unwrap_or_else(|| PathBuf::from("./cairn-data")),
-            s3_addr: o.s3_addr.or(f.s3_addr).unwrap_or_else(|| addr("127.0.0.1:9000")),
-            blob_addr: o.blob_addr.or(f.blob_addr).unwrap_or_else(|| addr("127.0.0.1:10000")),
-            admin_addr: o.admin_addr.or(f.admin_addr).unwrap_or_else(|| addr("127.0.0.1:9180")),
-            peer_addr: o.peer_addr.or(f.peer_addr).unwrap_or_else(|| addr("127.0.0.1:9100")),
+            data_dir: o
+                .data_dir
+                .or(f.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./cairn-data")),
+            s3_addr: o
+                .s3_addr
+                .or(f.s3_addr)
+                .unwrap_or_else(|| addr("127.0.0.1:9000")),
+            blob_addr: o
+                .blob_addr
+                .or(f.blob_addr)
+                .unwrap_or_else(|| addr("127.0.0.1:10000")),
+            admin_addr: o
+                .admin_addr
+                .or(f.admin_addr)
+                .unwrap_or_else(|| addr("127.0.0.1:9180")),
+            peer_addr: o
+                .peer_addr
+                .or(f.peer_addr)
+                .unwrap_or_else(|| addr("127.0.0.1:9100")),
             region: o.region.or(f.region).unwrap_or_else(|| "us-east-1".into()),
             s3_domains: f.s3_domains.unwrap_or_else(|| vec!["localhost".into()]),
             admin_token: o.admin_token.or(f.admin_token),
@@ -172,6 +191,7 @@ impl Config {
             inline_max_bytes: f.inline_max_bytes.unwrap_or(16 << 10),
             extent_bytes: f.extent_bytes.unwrap_or(4 << 20),
             upload_expiry: Duration::from_secs(f.upload_expiry_days.unwrap_or(7) * 86_400),
+            upload_expiry_days: f.upload_expiry_days.unwrap_or(7),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -188,7 +208,9 @@ impl Config {
                 )));
             }
         }
-        if !self.admin_addr.ip().is_loopback() && self.admin_token.as_deref().unwrap_or("").is_empty() {
+        if !self.admin_addr.ip().is_loopback()
+            && self.admin_token.as_deref().unwrap_or("").is_empty()
+        {
             return Err(ConfigError::Invalid(format!(
                 "admin API on non-loopback {} needs an admin token (--admin-token or CAIRN_ADMIN_TOKEN)",
                 self.admin_addr
@@ -198,21 +220,35 @@ impl Config {
         for a in &self.accounts {
             let ok = !a.name.is_empty()
                 && a.name.len() <= 64
-                && a.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                && a.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !ok || a.key.is_empty() {
-                return Err(ConfigError::Invalid(format!("invalid account {:?}", a.name)));
+                return Err(ConfigError::Invalid(format!(
+                    "invalid account {:?}",
+                    a.name
+                )));
             }
             if seen.insert(a.name.clone(), ()).is_some() {
-                return Err(ConfigError::Invalid(format!("duplicate account {:?}", a.name)));
+                return Err(ConfigError::Invalid(format!(
+                    "duplicate account {:?}",
+                    a.name
+                )));
             }
         }
         if self.accounts.is_empty() {
             return Err(ConfigError::Invalid("no accounts configured".into()));
         }
         let region_ok = !self.region.is_empty()
-            && self.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && self
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !region_ok {
-            return Err(ConfigError::Invalid(format!("invalid region {:?}", self.region)));
+            return Err(ConfigError::Invalid(format!(
+                "invalid region {:?}",
+                self.region
+            )));
         }
         Ok(())
     }

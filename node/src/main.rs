@@ -114,7 +114,10 @@ enum AdminCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cairn: cannot start the runtime: {e}");
@@ -157,7 +160,12 @@ fn main() -> ExitCode {
                 AdminCmd::Health => ("GET", "/health".to_owned()),
                 AdminCmd::Metrics => ("GET", "/metrics".to_owned()),
             };
-            match rt.block_on(admin_cli::request(a.addr, method, &path, a.token.as_deref())) {
+            match rt.block_on(admin_cli::request(
+                a.addr,
+                method,
+                &path,
+                a.token.as_deref(),
+            )) {
                 Ok((status, body)) => {
                     print!("{body}");
                     if status < 400 {

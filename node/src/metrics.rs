@@ -48,7 +48,9 @@ const OPS: [(Op, &str); 17] = [
 ];
 
 /// Histogram upper bounds in seconds.
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 
 #[derive(Default)]
 struct OpStats {
@@ -76,7 +78,10 @@ impl Metrics {
         }
         s.bytes.fetch_add(bytes, Ordering::Relaxed);
         s.sum_us.fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
-        let i = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
+        let i = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
         s.hist[i].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -89,17 +94,31 @@ impl Metrics {
     /// Appends the Prometheus text of every operation.
     pub fn render(&self, out: &mut String) {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        out.push_str("# HELP cairn_ops_total Store operations finished.\n# TYPE cairn_ops_total counter\n");
+        out.push_str(
+            "# HELP cairn_ops_total Store operations finished.\n# TYPE cairn_ops_total counter\n",
+        );
         for (op, name) in OPS {
-            let _ = writeln!(out, "cairn_ops_total{{op=\"{name}\"}} {}", g(&self.ops[op as usize].count));
+            let _ = writeln!(
+                out,
+                "cairn_ops_total{{op=\"{name}\"}} {}",
+                g(&self.ops[op as usize].count)
+            );
         }
         out.push_str("# HELP cairn_op_errors_total Store operations that failed.\n# TYPE cairn_op_errors_total counter\n");
         for (op, name) in OPS {
-            let _ = writeln!(out, "cairn_op_errors_total{{op=\"{name}\"}} {}", g(&self.ops[op as usize].errors));
+            let _ = writeln!(
+                out,
+                "cairn_op_errors_total{{op=\"{name}\"}} {}",
+                g(&self.ops[op as usize].errors)
+            );
         }
         out.push_str("# HELP cairn_op_bytes_total Body bytes moved by store operations.\n# TYPE cairn_op_bytes_total counter\n");
         for (op, name) in OPS {
-            let _ = writeln!(out, "cairn_op_bytes_total{{op=\"{name}\"}} {}", g(&self.ops[op as usize].bytes));
+            let _ = writeln!(
+                out,
+                "cairn_op_bytes_total{{op=\"{name}\"}} {}",
+                g(&self.ops[op as usize].bytes)
+            );
         }
         out.push_str("# HELP cairn_op_duration_seconds Store operation latency.\n# TYPE cairn_op_duration_seconds histogram\n");
         for (op, name) in OPS {
@@ -107,12 +126,26 @@ impl Metrics {
             let mut cum = 0;
             for (i, b) in BUCKETS.iter().enumerate() {
                 cum += g(&s.hist[i]);
-                let _ = writeln!(out, "cairn_op_duration_seconds_bucket{{op=\"{name}\",le=\"{b}\"}} {cum}");
+                let _ = writeln!(
+                    out,
+                    "cairn_op_duration_seconds_bucket{{op=\"{name}\",le=\"{b}\"}} {cum}"
+                );
             }
             cum += g(&s.hist[BUCKETS.len()]);
-            let _ = writeln!(out, "cairn_op_duration_seconds_bucket{{op=\"{name}\",le=\"+Inf\"}} {cum}");
-            let _ = writeln!(out, "cairn_op_duration_seconds_sum{{op=\"{name}\"}} {}", g(&s.sum_us) as f64 / 1e6);
-            let _ = writeln!(out, "cairn_op_duration_seconds_count{{op=\"{name}\"}} {}", g(&s.count));
+            let _ = writeln!(
+                out,
+                "cairn_op_duration_seconds_bucket{{op=\"{name}\",le=\"+Inf\"}} {cum}"
+            );
+            let _ = writeln!(
+                out,
+                "cairn_op_duration_seconds_sum{{op=\"{name}\"}} {}",
+                g(&s.sum_us) as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "cairn_op_duration_seconds_count{{op=\"{name}\"}} {}",
+                g(&s.count)
+            );
         }
     }
 }

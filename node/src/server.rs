@@ -87,8 +87,11 @@ pub async fn run(cfg: Config) -> Result<(), ServeError> {
     let recovered = started.elapsed();
 
     let metrics = Arc::new(Metrics::default());
-    let accounts: BTreeMap<String, String> =
-        cfg.accounts.iter().map(|a| (a.name.clone(), a.key.clone())).collect();
+    let accounts: BTreeMap<String, String> = cfg
+        .accounts
+        .iter()
+        .map(|a| (a.name.clone(), a.key.clone()))
+        .collect();
     let engine = Arc::new(Engine::new(
         db.clone(),
         ds.clone(),
@@ -127,7 +130,11 @@ pub async fn run(cfg: Config) -> Result<(), ServeError> {
         metrics: metrics.clone(),
         token: cfg.admin_token.clone(),
     });
-    let admin_task = tokio::spawn(admin::serve(admin, admin_listener, stopped(stop_rx.clone())));
+    let admin_task = tokio::spawn(admin::serve(
+        admin,
+        admin_listener,
+        stopped(stop_rx.clone()),
+    ));
 
     // Background: abort uploads left unfinished past their expiry.
     let expiry_engine = engine.clone();
@@ -157,7 +164,9 @@ pub async fn run(cfg: Config) -> Result<(), ServeError> {
     let flush_db = db.clone();
     match tokio::task::spawn_blocking(move || flush_db.flush()).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "metadata flush at shutdown failed (the WAL still holds every write)"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "metadata flush at shutdown failed (the WAL still holds every write)")
+        }
         Err(e) => tracing::warn!(error = %e, "metadata flush task failed"),
     }
     println!("cairn: stopped");
@@ -171,14 +180,27 @@ fn print_banner(
     recovered: Duration,
 ) {
     println!("cairn {} — single node", env!("CARGO_PKG_VERSION"));
-    println!("  data dir   {} (opened in {:.2?})", cfg.data_dir.display(), recovered);
+    println!(
+        "  data dir   {} (opened in {:.2?})",
+        cfg.data_dir.display(),
+        recovered
+    );
     println!(
         "  S3         http://{s3}  region {}  (path-style; virtual-hosted as <bucket>.{})",
         cfg.region,
-        cfg.s3_domains.first().map(String::as_str).unwrap_or("localhost")
+        cfg.s3_domains
+            .first()
+            .map(String::as_str)
+            .unwrap_or("localhost")
     );
-    println!("  Blob       {} (reserved; the Blob head is not part of this build yet)", cfg.blob_addr);
-    println!("  peer       {} (reserved; not served yet — single node)", cfg.peer_addr);
+    println!(
+        "  Blob       {} (reserved; the Blob head is not part of this build yet)",
+        cfg.blob_addr
+    );
+    println!(
+        "  peer       {} (reserved; not served yet — single node)",
+        cfg.peer_addr
+    );
     println!("  admin      http://{admin}  (/health /metrics /admin/status /admin/capacity; POST /admin/flush /admin/scrub /admin/rebuild?device=ID)");
     for a in &cfg.accounts {
         if a.name == DEV_ACCOUNT && a.key == DEV_KEY {

@@ -22,7 +22,10 @@ pub fn long() -> bool {
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Path of the `cairn` binary next to this test executable (target/<profile>/cairn); builds it
@@ -32,12 +35,17 @@ pub fn cairn_bin() -> PathBuf {
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("current exe");
         // target/<profile>/deps/<test> → target/<profile>
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf();
         let bin = profile_dir.join("cairn");
         if !bin.exists() {
             let release = profile_dir.file_name().is_some_and(|n| n == "release");
             let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            cmd.args(["build", "-p", "cairn-node", "--bin", "cairn"]).current_dir(workspace_root());
+            cmd.args(["build", "-p", "cairn-node", "--bin", "cairn"])
+                .current_dir(workspace_root());
             if release {
                 cmd.arg("--release");
             }
@@ -52,7 +60,11 @@ pub fn cairn_bin() -> PathBuf {
 
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// A running node.
@@ -108,7 +120,11 @@ impl Node {
         for _attempt in 0..5 {
             let s3_port = free_port();
             let admin_port = free_port();
-            let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log)
+                .expect("log file");
             let log2 = log.try_clone().expect("log clone");
             let child = Command::new(cairn_bin())
                 .arg("serve")
@@ -123,7 +139,10 @@ impl Node {
                 .arg("--peer-addr")
                 .arg(format!("127.0.0.1:{}", free_port()))
                 .args(&self.extra)
-                .env("CAIRN_LOG", std::env::var("CAIRN_LOG").unwrap_or_else(|_| "warn".into()))
+                .env(
+                    "CAIRN_LOG",
+                    std::env::var("CAIRN_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .stdin(Stdio::null())
                 .stdout(log)
                 .stderr(log2)
@@ -176,7 +195,10 @@ impl Node {
     /// SIGTERM, then wait (up to 30 s) for a clean exit; returns the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut c = self.child.take().expect("node running");
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let t = Instant::now();
         loop {
             if let Ok(Some(st)) = c.try_wait() {
@@ -227,7 +249,11 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> std::io::Resu
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     Ok((code, body.to_owned()))
 }
 
@@ -241,7 +267,9 @@ pub fn run_client(node: &Node, program: &str, args: &[&str], extra_env: &[(&str,
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {program}: {e} (run scripts/e2e-deps.sh)"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (run scripts/e2e-deps.sh)"));
     if !out.status.success() {
         panic!(
             "{program} {args:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}\n--- node log\n{}",
@@ -256,5 +284,9 @@ pub fn run_client(node: &Node, program: &str, args: &[&str], extra_env: &[(&str,
 
 /// Path of a client script under `tests/clients/`.
 pub fn client_script(name: &str) -> String {
-    workspace_root().join("tests/clients").join(name).display().to_string()
+    workspace_root()
+        .join("tests/clients")
+        .join(name)
+        .display()
+        .to_string()
 }

@@ -5,7 +5,11 @@
 use cairn_tests::{client_script, long, run_client, Node};
 
 fn mp_bytes() -> String {
-    if long() { (1u64 << 30).to_string() } else { (64u64 << 20).to_string() }
+    if long() {
+        (1u64 << 30).to_string()
+    } else {
+        (64u64 << 20).to_string()
+    }
 }
 
 #[test]
@@ -20,16 +24,39 @@ fn boto3_suite() {
         &[("CAIRN_MP_BYTES", &mp), ("CAIRN_LIST_KEYS", keys)],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for t in ["buckets", "objects", "copy_and_tags", "conditionals", "checksums", "signature_and_regions", "presigned", "virtual_hosted", "listing", "multipart"] {
-        assert!(stdout.contains(&format!("boto3: {t} ok")), "boto3 test {t} did not report ok:\n{stdout}");
+    for t in [
+        "buckets",
+        "objects",
+        "copy_and_tags",
+        "conditionals",
+        "checksums",
+        "signature_and_regions",
+        "presigned",
+        "virtual_hosted",
+        "listing",
+        "multipart",
+    ] {
+        assert!(
+            stdout.contains(&format!("boto3: {t} ok")),
+            "boto3 test {t} did not report ok:\n{stdout}"
+        );
     }
 }
 
 #[test]
 fn aws_cli_suite() {
     let node = Node::start();
-    let mp = if long() { mp_bytes() } else { (24u64 << 20).to_string() };
-    let out = run_client(&node, "bash", &[&client_script("aws_cli.sh")], &[("CAIRN_MP_BYTES", &mp)]);
+    let mp = if long() {
+        mp_bytes()
+    } else {
+        (24u64 << 20).to_string()
+    };
+    let out = run_client(
+        &node,
+        "bash",
+        &[&client_script("aws_cli.sh")],
+        &[("CAIRN_MP_BYTES", &mp)],
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("aws_cli: ok"));
 }
 

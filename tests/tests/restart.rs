@@ -34,7 +34,9 @@ fn store(node: &Node) -> AmazonS3 {
 }
 
 fn body(key: &str, len: usize) -> Bytes {
-    let mut x: u64 = key.bytes().fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3)) | 1;
+    let mut x: u64 = key.bytes().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    }) | 1;
     Bytes::from(
         (0..len)
             .map(|_| {
@@ -49,10 +51,10 @@ fn body(key: &str, len: usize) -> Bytes {
 
 fn size_for(i: usize) -> usize {
     match i % 4 {
-        0 => 100 + i,             // inline in metadata
-        1 => 200_000 + i,         // one extent
-        2 => (9 << 20) + i,       // several extents
-        _ => 0,                   // empty
+        0 => 100 + i,       // inline in metadata
+        1 => 200_000 + i,   // one extent
+        2 => (9 << 20) + i, // several extents
+        _ => 0,             // empty
     }
 }
 
@@ -62,7 +64,12 @@ async fn verify(node: &Node, acked: &BTreeMap<String, Bytes>, attempted: usize) 
         let got = s
             .get(&Path::from(k.as_str()))
             .await
-            .unwrap_or_else(|e| panic!("acknowledged {k} lost after restart: {e}\n{}", node.log_text()))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "acknowledged {k} lost after restart: {e}\n{}",
+                    node.log_text()
+                )
+            })
             .bytes()
             .await
             .unwrap_or_else(|e| panic!("reading {k}: {e}"));
@@ -104,7 +111,10 @@ async fn sigkill_keeps_every_acknowledged_object() {
                     let i = base + j;
                     let k = format!("w{}/obj{i}", i % 4);
                     let b = body(&k, size_for(i));
-                    if s.put(&Path::from(k.as_str()), b.clone().into()).await.is_ok() {
+                    if s.put(&Path::from(k.as_str()), b.clone().into())
+                        .await
+                        .is_ok()
+                    {
                         acked.0.lock().unwrap().insert(k, b);
                     } else {
                         return;
@@ -121,10 +131,16 @@ async fn sigkill_keeps_every_acknowledged_object() {
             let _ = t.await;
         }
         let n = acked.0.lock().unwrap().len();
-        assert!(n > 0 || round > 0, "nothing was acknowledged before the kill");
+        assert!(
+            n > 0 || round > 0,
+            "nothing was acknowledged before the kill"
+        );
         let t = std::time::Instant::now();
         node.restart();
-        eprintln!("round {round}: {n} acknowledged objects; restart took {:?}", t.elapsed());
+        eprintln!(
+            "round {round}: {n} acknowledged objects; restart took {:?}",
+            t.elapsed()
+        );
         let snapshot = acked.0.lock().unwrap().clone();
         verify(&node, &snapshot, next).await;
     }

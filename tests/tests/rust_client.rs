@@ -60,20 +60,50 @@ async fn object_store_client_round_trips() {
 
     // put / get / head / overwrite / delete
     let small = Bytes::from_static(b"hello from object_store");
-    s.put(&Path::from("a/one"), small.clone().into()).await.unwrap();
-    assert_eq!(s.get(&Path::from("a/one")).await.unwrap().bytes().await.unwrap(), small);
+    s.put(&Path::from("a/one"), small.clone().into())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get(&Path::from("a/one"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+        small
+    );
     let meta = s.head(&Path::from("a/one")).await.unwrap();
     assert_eq!(meta.size as usize, small.len());
     let mid = Bytes::from(pseudo_random(3 << 20, 7));
-    s.put(&Path::from("a/one"), mid.clone().into()).await.unwrap();
-    assert_eq!(s.get(&Path::from("a/one")).await.unwrap().bytes().await.unwrap(), mid);
-    assert_eq!(s.get_range(&Path::from("a/one"), 1000..2000).await.unwrap(), mid.slice(1000..2000));
+    s.put(&Path::from("a/one"), mid.clone().into())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get(&Path::from("a/one"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+        mid
+    );
+    assert_eq!(
+        s.get_range(&Path::from("a/one"), 1000..2000).await.unwrap(),
+        mid.slice(1000..2000)
+    );
 
     // listing, flat and with a delimiter
     for k in ["a/two", "a/sub/three", "b/four"] {
-        s.put(&Path::from(k), Bytes::from(k.as_bytes().to_vec()).into()).await.unwrap();
+        s.put(&Path::from(k), Bytes::from(k.as_bytes().to_vec()).into())
+            .await
+            .unwrap();
     }
-    let mut all: Vec<String> = s.list(None).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
+    let mut all: Vec<String> = s
+        .list(None)
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
     all.sort();
     assert_eq!(all, ["a/one", "a/sub/three", "a/two", "b/four"]);
     let l = s.list_with_delimiter(Some(&Path::from("a"))).await.unwrap();
@@ -93,7 +123,10 @@ async fn object_store_client_round_trips() {
             },
         )
         .await;
-    assert!(matches!(r, Err(object_store::Error::AlreadyExists { .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(object_store::Error::AlreadyExists { .. })),
+        "{r:?}"
+    );
     s.put_opts(
         &Path::from("a/new"),
         PutPayload::from_static(b"x"),
@@ -106,7 +139,11 @@ async fn object_store_client_round_trips() {
     .unwrap();
 
     // multipart upload, then parallel ranged reads verified by hash
-    let total: usize = if cairn_tests::long() { 1 << 30 } else { 96 << 20 };
+    let total: usize = if cairn_tests::long() {
+        1 << 30
+    } else {
+        96 << 20
+    };
     let part = 8 << 20;
     let mut want = Sha256::new();
     let upload = s.put_multipart(&Path::from("big")).await.unwrap();
@@ -126,13 +163,20 @@ async fn object_store_client_round_trips() {
     let want = want.finalize();
     let meta = s.head(&Path::from("big")).await.unwrap();
     assert_eq!(meta.size as usize, total);
-    assert!(meta.e_tag.as_deref().unwrap_or("").contains('-'), "multipart ETag: {:?}", meta.e_tag);
+    assert!(
+        meta.e_tag.as_deref().unwrap_or("").contains('-'),
+        "multipart ETag: {:?}",
+        meta.e_tag
+    );
     let chunk = 16 << 20;
     let mut tasks = Vec::new();
     for start in (0..total).step_by(chunk) {
         let s = s.clone();
         let end = (start + chunk).min(total);
-        tasks.push(tokio::spawn(async move { s.get_range(&Path::from("big"), start as u64..end as u64).await }));
+        tasks.push(tokio::spawn(async move {
+            s.get_range(&Path::from("big"), start as u64..end as u64)
+                .await
+        }));
     }
     let mut got = Sha256::new();
     for t in tasks {
@@ -142,24 +186,57 @@ async fn object_store_client_round_trips() {
 
     // presigned URLs (SigV4 query auth) round trip
     let client = reqwest::Client::new();
-    let put = s.signed_url(reqwest::Method::PUT, &Path::from("presigned"), Duration::from_secs(300)).await.unwrap();
-    let resp = client.put(put.clone()).body("via presigned url").send().await.unwrap();
-    assert!(resp.status().is_success(), "presigned PUT: {}", resp.status());
-    let get = s.signed_url(reqwest::Method::GET, &Path::from("presigned"), Duration::from_secs(300)).await.unwrap();
+    let put = s
+        .signed_url(
+            reqwest::Method::PUT,
+            &Path::from("presigned"),
+            Duration::from_secs(300),
+        )
+        .await
+        .unwrap();
+    let resp = client
+        .put(put.clone())
+        .body("via presigned url")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_success(),
+        "presigned PUT: {}",
+        resp.status()
+    );
+    let get = s
+        .signed_url(
+            reqwest::Method::GET,
+            &Path::from("presigned"),
+            Duration::from_secs(300),
+        )
+        .await
+        .unwrap();
     let body = client.get(get).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(&body[..], b"via presigned url");
 
     // delete
     s.delete(&Path::from("a/one")).await.unwrap();
-    assert!(matches!(s.get(&Path::from("a/one")).await, Err(object_store::Error::NotFound { .. })));
+    assert!(matches!(
+        s.get(&Path::from("a/one")).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
 
     // a wrong secret is rejected with 403 SignatureDoesNotMatch
     let bad = store(&node, "rust-e2e", "wrong-secret");
     let e = bad.get(&Path::from("a/two")).await.unwrap_err().to_string();
-    assert!(e.contains("SignatureDoesNotMatch") || e.contains("403"), "{e}");
+    assert!(
+        e.contains("SignatureDoesNotMatch") || e.contains("403"),
+        "{e}"
+    );
 
     // an unknown bucket is 404 NoSuchBucket
     let missing = store(&node, "rust-e2e-missing", SECRET_KEY);
-    let e = missing.put(&Path::from("k"), PutPayload::from_static(b"x")).await.unwrap_err().to_string();
+    let e = missing
+        .put(&Path::from("k"), PutPayload::from_static(b"x"))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("NoSuchBucket"), "{e}");
 }

@@ -42,7 +42,9 @@ fn layout_err(e: LayoutError) -> StoreError {
     StoreError::Data(e.to_string())
 }
 
-async fn finish_one(h: JoinHandle<Result<NewExtent, LayoutError>>) -> Result<NewExtent, StoreError> {
+async fn finish_one(
+    h: JoinHandle<Result<NewExtent, LayoutError>>,
+) -> Result<NewExtent, StoreError> {
     match h.await {
         Ok(r) => r.map_err(layout_err),
         Err(e) => Err(StoreError::Data(format!("append task failed: {e}"))),

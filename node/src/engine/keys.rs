@@ -78,7 +78,10 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 /// Splits the components after the tag of a key built by this module.
 pub fn split(key: &[u8]) -> Vec<&[u8]> {
-    key.get(2..).unwrap_or_default().split(|b| *b == 0).collect()
+    key.get(2..)
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .collect()
 }
 
 #[cfg(test)]

@@ -41,7 +41,9 @@ pub fn list(snap: &Snapshot, base: &[u8], q: &ListQuery) -> Result<ListPage, Eng
     let count = |p: &ListPage| p.objects.len() + p.common_prefixes.len();
     while let Some(item) = it.next() {
         let (k, v) = item.map_err(EngineError::Db)?;
-        let Some(raw_key) = k.get(base.len()..) else { continue };
+        let Some(raw_key) = k.get(base.len()..) else {
+            continue;
+        };
         let key = String::from_utf8_lossy(raw_key).into_owned();
         if let Some(sa) = &q.start_after {
             if key.as_str() <= sa.as_str() {

@@ -92,7 +92,6 @@ fn check_key(key: &str) -> StoreResult<()> {
     Ok(())
 }
 
-
 fn check_write_cond(cond: &WriteCondition, old: Option<&ObjectRec>) -> StoreResult<()> {
     if cond.if_none_match_any && old.is_some() {
         return Err(StoreError::PreconditionFailed);
@@ -111,7 +110,12 @@ fn check_write_cond(cond: &WriteCondition, old: Option<&ObjectRec>) -> StoreResu
 
 impl Engine {
     /// An engine over an open metadata store and data layout.
-    pub fn new(db: Arc<Db>, ds: Arc<DataStore>, cfg: EngineConfig, metrics: Arc<Metrics>) -> Engine {
+    pub fn new(
+        db: Arc<Db>,
+        ds: Arc<DataStore>,
+        cfg: EngineConfig,
+        metrics: Arc<Metrics>,
+    ) -> Engine {
         let mut cfg = cfg;
         cfg.extent_bytes = cfg.extent_bytes.clamp(64 << 10, MAX_EXTENT_BYTES);
         Engine {
@@ -150,7 +154,10 @@ impl Engine {
         }
     }
 
-    fn get<T: for<'de> serde::Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, EngineError> {
+    fn get<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, EngineError> {
         match self.db.get(key)? {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
@@ -199,7 +206,6 @@ impl Engine {
         rec: ObjectRec,
         pending: Vec<NewExtent>,
         cond: &WriteCondition,
-        extra: impl FnOnce(&mut WriteBatch),
     ) -> StoreResult<ObjectInfo> {
         let okey = keys::object(account, bucket, key);
         let _g = self.obj_locks.lock(&okey).await;
@@ -212,7 +218,6 @@ impl Engine {
             self.release(&mut batch, o.extents());
         }
         batch.put(&okey, encode(&rec)?);
-        extra(&mut batch);
         self.write(batch).await?;
         drop(pending);
         Ok(rec.info(key))
@@ -280,14 +285,23 @@ impl Engine {
         Ok(out)
     }
 
-    async fn abort_inner(&self, account: &str, bucket: &str, key: &str, upload_id: &str) -> StoreResult<()> {
+    async fn abort_inner(
+        &self,
+        account: &str,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> StoreResult<()> {
         let ukey = keys::upload(account, bucket, key, upload_id);
         let _g = self.upload_locks.lock(upload_id.as_bytes()).await;
         if self.db.get(&ukey).map_err(EngineError::Db)?.is_none() {
             return Err(StoreError::NoSuchUpload(upload_id.to_owned()));
         }
         let mut batch = WriteBatch::new();
-        for item in self.db.scan_prefix(&keys::part_prefix(account, bucket, upload_id)) {
+        for item in self
+            .db
+            .scan_prefix(&keys::part_prefix(account, bucket, upload_id))
+        {
             let (k, v) = item.map_err(EngineError::Db)?;
             let p: PartRec = decode(&v)?;
             self.release(&mut batch, extent_ids(&p.segments));
@@ -298,7 +312,13 @@ impl Engine {
         Ok(())
     }
 
-    fn upload_rec(&self, account: &str, bucket: &str, key: &str, upload_id: &str) -> StoreResult<UploadRec> {
+    fn upload_rec(
+        &self,
+        account: &str,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> StoreResult<UploadRec> {
         self.bucket_rec(account, bucket)?;
         self.get::<UploadRec>(&keys::upload(account, bucket, key, upload_id))?
             .ok_or_else(|| StoreError::NoSuchUpload(upload_id.to_owned()))
@@ -359,7 +379,9 @@ impl ObjectStore for Engine {
             if self.db.get(&bkey).map_err(EngineError::Db)?.is_some() {
                 return Err(StoreError::BucketAlreadyExists(bucket.to_owned()));
             }
-            let rec = BucketRec { created_ns: now_ns() };
+            let rec = BucketRec {
+                created_ns: now_ns(),
+            };
             let mut batch = WriteBatch::new();
             batch.put(&bkey, encode(&rec)?);
             self.write(batch).await?;
@@ -379,7 +401,12 @@ impl ObjectStore for Engine {
             let bkey = keys::bucket(account, bucket);
             let _g = self.obj_locks.lock(&bkey).await;
             self.bucket_rec(account, bucket)?;
-            if self.db.scan_prefix(&keys::object_prefix(account, bucket)).next().is_some() {
+            if self
+                .db
+                .scan_prefix(&keys::object_prefix(account, bucket))
+                .next()
+                .is_some()
+            {
                 return Err(StoreError::BucketNotEmpty(bucket.to_owned()));
             }
             let uploads: Vec<(String, String)> = self
@@ -449,7 +476,13 @@ impl ObjectStore for Engine {
         let r = async {
             check_key(key)?;
             self.bucket_rec(account, bucket)?;
-            if cond.if_none_match_any && self.db.get(&keys::object(account, bucket, key)).map_err(EngineError::Db)?.is_some() {
+            if cond.if_none_match_any
+                && self
+                    .db
+                    .get(&keys::object(account, bucket, key))
+                    .map_err(EngineError::Db)?
+                    .is_some()
+            {
                 return Err(StoreError::PreconditionFailed);
             }
             let ing = ingest(&self.ds, body, check, self.limits()).await?;
@@ -464,7 +497,8 @@ impl ObjectStore for Engine {
                 tags,
                 segments: ing.segments,
             };
-            self.commit_object(account, bucket, key, rec, ing.pending, &cond, |_| {}).await
+            self.commit_object(account, bucket, key, rec, ing.pending, &cond)
+                .await
         }
         .await;
         let n = r.as_ref().map(|i| i.size).unwrap_or(0);
@@ -548,9 +582,16 @@ impl ObjectStore for Engine {
             check_key(key)?;
             self.bucket_rec(account, bucket)?;
             let s = self.object_rec(account, &src.bucket, &src.key)?;
-            let algos: Vec<ChecksumAlgo> = sums_from_rec(&s.checksums).into_iter().map(|(a, _)| a).collect();
+            let algos: Vec<ChecksumAlgo> = sums_from_rec(&s.checksums)
+                .into_iter()
+                .map(|(a, _)| a)
+                .collect();
             let check = BodyCheck {
-                algorithms: if s.parts_count <= 1 { algos } else { Vec::new() },
+                algorithms: if s.parts_count <= 1 {
+                    algos
+                } else {
+                    Vec::new()
+                },
                 ..Default::default()
             };
             let body = self.copy_stream(&s, src.range);
@@ -566,7 +607,8 @@ impl ObjectStore for Engine {
                 tags: tags.unwrap_or_else(|| s.tags.clone()),
                 segments: ing.segments,
             };
-            self.commit_object(account, bucket, key, rec, ing.pending, &cond, |_| {}).await
+            self.commit_object(account, bucket, key, rec, ing.pending, &cond)
+                .await
         }
         .await;
         let n = r.as_ref().map(|i| i.size).unwrap_or(0);
@@ -574,7 +616,13 @@ impl ObjectStore for Engine {
         r
     }
 
-    async fn set_tags(&self, account: &str, bucket: &str, key: &str, tags: Vec<(String, String)>) -> StoreResult<()> {
+    async fn set_tags(
+        &self,
+        account: &str,
+        bucket: &str,
+        key: &str,
+        tags: Vec<(String, String)>,
+    ) -> StoreResult<()> {
         let t = Instant::now();
         let r = async {
             self.bucket_rec(account, bucket)?;
@@ -594,12 +642,21 @@ impl ObjectStore for Engine {
         r
     }
 
-    async fn list_objects(&self, account: &str, bucket: &str, query: ListQuery) -> StoreResult<ListPage> {
+    async fn list_objects(
+        &self,
+        account: &str,
+        bucket: &str,
+        query: ListQuery,
+    ) -> StoreResult<ListPage> {
         let t = Instant::now();
         let r = (|| {
             self.bucket_rec(account, bucket)?;
             let snap = self.db.snapshot();
-            Ok(list::list(&snap, &keys::object_prefix(account, bucket), &query)?)
+            Ok(list::list(
+                &snap,
+                &keys::object_prefix(account, bucket),
+                &query,
+            )?)
         })();
         self.observe(Op::ListObjects, t, &r, 0);
         r
@@ -647,7 +704,8 @@ impl ObjectStore for Engine {
         let r = async {
             self.upload_rec(account, bucket, key, upload_id)?;
             let ing = ingest(&self.ds, body, check, self.limits()).await?;
-            self.stage_ingested(account, bucket, key, upload_id, part_id, ing).await
+            self.stage_ingested(account, bucket, key, upload_id, part_id, ing)
+                .await
         }
         .await;
         let n = r.as_ref().map(|p| p.size).unwrap_or(0);
@@ -670,7 +728,8 @@ impl ObjectStore for Engine {
             let s = self.object_rec(account, &src.bucket, &src.key)?;
             let body = self.copy_stream(&s, src.range);
             let ing = ingest(&self.ds, body, BodyCheck::default(), self.limits()).await?;
-            self.stage_ingested(account, bucket, key, upload_id, part_id, ing).await
+            self.stage_ingested(account, bucket, key, upload_id, part_id, ing)
+                .await
         }
         .await;
         let n = r.as_ref().map(|p| p.size).unwrap_or(0);
@@ -678,7 +737,13 @@ impl ObjectStore for Engine {
         r
     }
 
-    async fn list_parts(&self, account: &str, bucket: &str, key: &str, upload_id: &str) -> StoreResult<Vec<PartInfo>> {
+    async fn list_parts(
+        &self,
+        account: &str,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> StoreResult<Vec<PartInfo>> {
         let t = Instant::now();
         let r = (|| {
             self.upload_rec(account, bucket, key, upload_id)?;
@@ -695,7 +760,12 @@ impl ObjectStore for Engine {
         r
     }
 
-    async fn list_uploads(&self, account: &str, bucket: &str, prefix: &str) -> StoreResult<Vec<UploadInfo>> {
+    async fn list_uploads(
+        &self,
+        account: &str,
+        bucket: &str,
+        prefix: &str,
+    ) -> StoreResult<Vec<UploadInfo>> {
         let t = Instant::now();
         let r = (|| {
             self.bucket_rec(account, bucket)?;
@@ -706,7 +776,9 @@ impl ObjectStore for Engine {
             for item in self.db.snapshot().scan_prefix(&scan) {
                 let (k, v) = item.map_err(EngineError::Db)?;
                 let rest = &k[base.len()..];
-                let Some(pos) = rest.iter().rposition(|b| *b == 0) else { continue };
+                let Some(pos) = rest.iter().rposition(|b| *b == 0) else {
+                    continue;
+                };
                 let rec: UploadRec = decode(&v)?;
                 out.push(rec.info(
                     &String::from_utf8_lossy(&rest[..pos]),
@@ -747,7 +819,9 @@ impl ObjectStore for Engine {
             let mut batch = WriteBatch::new();
             for id in &part_ids {
                 let Some((_, p)) = staged.remove(id) else {
-                    return Err(StoreError::InvalidPart(format!("part {id} was not uploaded")));
+                    return Err(StoreError::InvalidPart(format!(
+                        "part {id} was not uploaded"
+                    )));
                 };
                 size += p.size;
                 md5s.push(p.md5);
@@ -787,7 +861,13 @@ impl ObjectStore for Engine {
         r
     }
 
-    async fn abort_upload(&self, account: &str, bucket: &str, key: &str, upload_id: &str) -> StoreResult<()> {
+    async fn abort_upload(
+        &self,
+        account: &str,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> StoreResult<()> {
         let t = Instant::now();
         let r = async {
             self.bucket_rec(account, bucket)?;

@@ -59,7 +59,9 @@ async fn produce(
                 if crc32c::crc32c(&bytes) != crc || bytes.len() as u64 != seg.len {
                     return Err(StoreError::Data("inline data failed its checksum".into()));
                 }
-                queue.push_back(Piece::Ready(Bytes::from(bytes).slice(a as usize..b as usize)));
+                queue.push_back(Piece::Ready(
+                    Bytes::from(bytes).slice(a as usize..b as usize),
+                ));
             }
             SegmentData::Extent { id } => {
                 let mut off = a;
@@ -88,7 +90,9 @@ async fn send_front(
     queue: &mut VecDeque<Piece>,
     tx: &mpsc::Sender<Result<Bytes, StoreError>>,
 ) -> Result<(), StoreError> {
-    let Some(p) = queue.pop_front() else { return Ok(()) };
+    let Some(p) = queue.pop_front() else {
+        return Ok(());
+    };
     let bytes = match p {
         Piece::Ready(b) => b,
         Piece::Reading(h) => match h.await {

@@ -119,7 +119,8 @@ pub struct PartRec {
 /// Encodes a record with its format byte.
 pub fn encode<T: Serialize>(rec: &T) -> Result<Vec<u8>, EngineError> {
     let mut out = vec![FORMAT_V1];
-    let body = postcard::to_stdvec(rec).map_err(|e| EngineError::Corrupt(format!("encode: {e}")))?;
+    let body =
+        postcard::to_stdvec(rec).map_err(|e| EngineError::Corrupt(format!("encode: {e}")))?;
     out.extend_from_slice(&body);
     Ok(out)
 }
