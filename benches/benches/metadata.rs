@@ -250,31 +250,38 @@ fn main() {
     );
     let cache = 64 << 20;
 
+    // BENCH_ONLY=cairn|fjall runs one engine (for profiling); ratios need both.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let cdir = tempfile::tempdir().unwrap();
-    let cairn = Arc::new(Cairn(
-        cairn_metadata::Db::open(
-            cdir.path(),
-            cairn_metadata::Options {
-                block_cache_bytes: cache,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    ));
-    let c = run(cairn.clone(), cdir.path(), &s);
-    drop(cairn);
+    let c = if only.is_empty() || only == "cairn" {
+        let cairn = Arc::new(Cairn(
+            cairn_metadata::Db::open(
+                cdir.path(),
+                cairn_metadata::Options {
+                    block_cache_bytes: cache,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        ));
+        run(cairn, cdir.path(), &s)
+    } else {
+        Results::default()
+    };
 
     let fdir = tempfile::tempdir().unwrap();
-    let db = fjall::Database::builder(fdir.path())
-        .cache_size(cache as u64)
-        .open()
-        .unwrap();
-    let ks = db
-        .keyspace("bench", fjall::KeyspaceCreateOptions::default)
-        .unwrap();
-    let fj = Arc::new(Fjall { db, ks });
-    let f = run(fj.clone(), fdir.path(), &s);
-    drop(fj);
+    let f = if only.is_empty() || only == "fjall" {
+        let db = fjall::Database::builder(fdir.path())
+            .cache_size(cache as u64)
+            .open()
+            .unwrap();
+        let ks = db
+            .keyspace("bench", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        run(Arc::new(Fjall { db, ks }), fdir.path(), &s)
+    } else {
+        Results::default()
+    };
 
     let ops = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
     println!(

@@ -110,10 +110,20 @@ impl Inner {
         self.bg_cv.notify_all();
     }
 
+    /// A (sequence, read state) pair that agree: the state was current both before and
+    /// after the sequence was read. Then every write <= seq is in the state (writes are
+    /// inserted before they are published, and a memtable is frozen only after its last
+    /// write was published), and no table in it holds a version newer than seq that
+    /// replaced an older one the snapshot needs (flushes and compactions installed before
+    /// the state only saw writes published before it).
     fn snapshot(&self) -> Snapshot {
-        // Sequence first: every write <= seq is in the state loaded afterwards.
-        let seq = self.visible_seq.load(Ordering::Acquire);
-        Snapshot::new(seq, self.state.load_full())
+        loop {
+            let state = self.state.load_full();
+            let seq = self.visible_seq.load(Ordering::Acquire);
+            if Arc::ptr_eq(&state, &self.state.load()) {
+                return Snapshot::new(seq, state);
+            }
+        }
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), Error> {
@@ -237,7 +247,7 @@ impl Inner {
             imm.push(cur.mem.clone());
             imm.extend(cur.imm.iter().cloned());
             self.state.store(Arc::new(ReadState {
-                mem: Arc::new(MemTable::new(number)),
+                mem: Arc::new(MemTable::new(number, self.opts.memtable_bytes)),
                 imm,
                 version: cur.version.clone(),
             }));
@@ -392,10 +402,13 @@ impl Db {
         let mut vs = match VersionSet::recover(&dir, cache.clone(), opts.max_manifest_bytes)? {
             Some(vs) => vs,
             None => {
-                // A new database, unless something durable is here without a CURRENT.
+                // A new database, unless data is here without a CURRENT. (A first open
+                // that crashed before writing CURRENT leaves an empty WAL and perhaps a
+                // manifest naming no tables; those are garbage.)
                 for (k, p) in &files {
                     let stray = match k {
-                        FileKind::Table(_) | FileKind::Manifest(_) => true,
+                        FileKind::Table(_) => true,
+                        FileKind::Manifest(_) => false,
                         FileKind::Log(_) => {
                             let c = read_log(p, WAL_MAGIC, WAL_VERSION, &replay_valid)?;
                             !c.records.is_empty()
@@ -437,7 +450,7 @@ impl Db {
                 "write-ahead log named by the manifest is missing",
             ));
         }
-        let mem = Arc::new(MemTable::new(0));
+        let mem = Arc::new(MemTable::new(0, opts.memtable_bytes));
         let mut last_seq = vs.last_seq;
 
         for (i, (_, path)) in logs.iter().enumerate() {
@@ -478,7 +491,7 @@ impl Db {
             cache,
             versions: Mutex::new(vs),
             state: ArcSwap::from_pointee(ReadState {
-                mem: Arc::new(MemTable::new(0)),
+                mem: Arc::new(MemTable::new(0, opts.memtable_bytes)),
                 imm: Vec::new(),
                 version: Arc::new(Version::default()),
             }),
@@ -527,7 +540,7 @@ impl Db {
             }
             sync_dir(&dir)?;
             inner.state.store(Arc::new(ReadState {
-                mem: Arc::new(MemTable::new(wal_number)),
+                mem: Arc::new(MemTable::new(wal_number, opts.memtable_bytes)),
                 imm: Vec::new(),
                 version: vs.current.clone(),
             }));

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 
-use crate::coding::{cmp_ikey, make_ikey, seek_ikey, split_ikey};
+use crate::bloom;
+use crate::coding::{cmp_ikey, make_ikey, split_ikey};
 use crate::error::Error;
 use crate::iter::InternalIterator;
 
@@ -40,19 +41,43 @@ impl Ord for IKey {
 /// A memtable; `log_number` names the WAL file holding its records.
 pub(crate) struct MemTable {
     map: SkipMap<IKey, Bytes>,
+    /// Lock-free bloom filter over the user keys inserted, so point gets for keys that
+    /// live in SSTables skip the skiplist search.
+    bloom: Box<[AtomicU64]>,
+    bloom_mask: u64,
     bytes: AtomicUsize,
     max_seq: AtomicU64,
     log_number: u64,
 }
 
+const MEM_BLOOM_PROBES: u32 = 4;
+
 impl MemTable {
-    pub(crate) fn new(log_number: u64) -> MemTable {
+    /// A memtable expected to grow to about `expected_bytes`.
+    pub(crate) fn new(log_number: u64, expected_bytes: usize) -> MemTable {
+        let bits = (expected_bytes / 16)
+            .clamp(1 << 12, 1 << 27)
+            .next_power_of_two();
         MemTable {
             map: SkipMap::new(),
+            bloom: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
+            bloom_mask: bits as u64 - 1,
             bytes: AtomicUsize::new(0),
             max_seq: AtomicU64::new(0),
             log_number,
         }
+    }
+
+    fn bloom_bits(&self, h: u64) -> impl Iterator<Item = u64> + '_ {
+        let delta = h.rotate_right(33) | 1;
+        (0..u64::from(MEM_BLOOM_PROBES))
+            .map(move |i| h.wrapping_add(i.wrapping_mul(delta)) & self.bloom_mask)
+    }
+
+    fn may_contain(&self, h: u64) -> bool {
+        self.bloom_bits(h).all(|b| {
+            self.bloom[(b / 64) as usize].load(AtomicOrdering::Acquire) & (1 << (b % 64)) != 0
+        })
     }
 
     pub(crate) fn log_number(&self) -> u64 {
@@ -61,6 +86,9 @@ impl MemTable {
 
     /// Inserts one version. Callers publish visibility (the sequence) afterwards.
     pub(crate) fn add(&self, user: &[u8], seq: u64, kind: u8, value: &[u8]) {
+        for b in self.bloom_bits(bloom::hash(user)) {
+            self.bloom[(b / 64) as usize].fetch_or(1 << (b % 64), AtomicOrdering::Release);
+        }
         let k = IKey(Bytes::from(make_ikey(user, seq, kind)));
         let add = k.0.len() + value.len() + 48;
         self.map.insert(k, Bytes::copy_from_slice(value));
@@ -68,10 +96,13 @@ impl MemTable {
         self.max_seq.fetch_max(seq, AtomicOrdering::Relaxed);
     }
 
-    /// The newest version of `user` with sequence <= `seq`: `(kind, value)`.
-    pub(crate) fn get(&self, user: &[u8], seq: u64) -> Option<(u8, Bytes)> {
-        let target = IKey(Bytes::from(seek_ikey(user, seq)));
-        let e = self.map.lower_bound(Bound::Included(&target))?;
+    /// The newest version of `user` visible at the sequence encoded in `target`
+    /// (`seek_ikey(user, seq)`); `h` is `bloom::hash(user)`. Returns `(kind, value)`.
+    pub(crate) fn get(&self, user: &[u8], h: u64, target: &IKey) -> Option<(u8, Bytes)> {
+        if !self.may_contain(h) {
+            return None;
+        }
+        let e = self.map.lower_bound(Bound::Included(target))?;
         let (u, _, kind) = split_ikey(&e.key().0)?;
         (u == user).then(|| (kind, e.value().clone()))
     }
@@ -89,46 +120,68 @@ impl MemTable {
     }
 }
 
-/// Cursor over a memtable that owns its `Arc` (re-seeks from the current key on `next`).
+/// Cursor over a memtable that owns its `Arc`. It copies (reference-counted) entries out
+/// of the skiplist a run at a time, so a scan costs one skiplist search per run.
 pub(crate) struct MemIter {
     mem: Arc<MemTable>,
-    cur: Option<(IKey, Bytes)>,
+    buf: std::collections::VecDeque<(IKey, Bytes)>,
+    run: usize,
+    exhausted: bool,
 }
+
+const MIN_RUN: usize = 8;
+const MAX_RUN: usize = 256;
 
 impl MemIter {
     pub(crate) fn new(mem: Arc<MemTable>) -> MemIter {
-        MemIter { mem, cur: None }
+        MemIter {
+            mem,
+            buf: std::collections::VecDeque::new(),
+            run: MIN_RUN,
+            exhausted: true,
+        }
     }
 
-    fn set(&mut self, bound: Bound<&IKey>) {
-        self.cur = self
-            .mem
-            .map
-            .lower_bound(bound)
-            .map(|e| (e.key().clone(), e.value().clone()));
+    fn fill(&mut self, from: Bound<&IKey>) {
+        let before = self.buf.len();
+        let range = self.mem.map.range((from, Bound::Unbounded));
+        for e in range.take(self.run) {
+            self.buf.push_back((e.key().clone(), e.value().clone()));
+        }
+        self.exhausted = self.buf.len() - before < self.run;
+        self.run = (self.run * 2).min(MAX_RUN);
+    }
+
+    fn reset(&mut self, from: Bound<&IKey>) {
+        self.buf.clear();
+        self.run = MIN_RUN;
+        self.fill(from);
     }
 }
 
 impl InternalIterator for MemIter {
     fn seek(&mut self, target: &[u8]) {
         let t = IKey(Bytes::copy_from_slice(target));
-        self.set(Bound::Included(&t));
+        self.reset(Bound::Included(&t));
     }
     fn seek_to_first(&mut self) {
-        self.set(Bound::Unbounded);
+        self.reset(Bound::Unbounded);
     }
     fn valid(&self) -> bool {
-        self.cur.is_some()
+        !self.buf.is_empty()
     }
     fn key(&self) -> &[u8] {
-        self.cur.as_ref().map_or(&[], |c| &c.0 .0[..])
+        self.buf.front().map_or(&[], |c| &c.0 .0[..])
     }
     fn value(&self) -> Bytes {
-        self.cur.as_ref().map(|c| c.1.clone()).unwrap_or_default()
+        self.buf.front().map(|c| c.1.clone()).unwrap_or_default()
     }
     fn next(&mut self) {
-        if let Some((k, _)) = self.cur.take() {
-            self.set(Bound::Excluded(&k));
+        if let Some((k, v)) = self.buf.pop_front() {
+            if self.buf.is_empty() && !self.exhausted {
+                self.fill(Bound::Excluded(&k));
+            }
+            drop(v);
         }
     }
     fn take_error(&mut self) -> Option<Error> {
@@ -143,15 +196,33 @@ mod tests {
 
     #[test]
     fn versions_and_iteration() {
-        let m = Arc::new(MemTable::new(1));
+        let m = Arc::new(MemTable::new(1, 1 << 20));
+        let get = |u: &[u8], seq: u64| {
+            m.get(
+                u,
+                crate::bloom::hash(u),
+                &IKey(Bytes::from(crate::coding::seek_ikey(u, seq))),
+            )
+        };
         m.add(b"a", 1, KIND_PUT, b"a1");
         m.add(b"a", 3, KIND_PUT, b"a3");
         m.add(b"b", 2, KIND_DELETE, b"");
-        assert_eq!(m.get(b"a", 2).unwrap().1, Bytes::from_static(b"a1"));
-        assert_eq!(m.get(b"a", 9).unwrap().1, Bytes::from_static(b"a3"));
-        assert!(m.get(b"a", 0).is_none());
-        assert_eq!(m.get(b"b", 5).unwrap().0, KIND_DELETE);
-        assert!(m.get(b"c", 5).is_none());
+        assert_eq!(get(b"a", 2).unwrap().1, Bytes::from_static(b"a1"));
+        assert_eq!(get(b"a", 9).unwrap().1, Bytes::from_static(b"a3"));
+        assert!(get(b"a", 0).is_none());
+        assert_eq!(get(b"b", 5).unwrap().0, KIND_DELETE);
+        assert!(get(b"c", 5).is_none());
+        for i in 0..1000u32 {
+            m.add(&i.to_be_bytes(), 10 + u64::from(i), KIND_PUT, b"x");
+        }
+        let mut it = MemIter::new(m.clone());
+        it.seek(&crate::coding::seek_ikey(&500u32.to_be_bytes(), 100_000));
+        let mut n = 0;
+        while it.valid() {
+            n += 1;
+            it.next();
+        }
+        assert_eq!(n, 500 + 3);
         let mut it = MemIter::new(m);
         it.seek_to_first();
         let mut n = 0;
@@ -159,6 +230,6 @@ mod tests {
             n += 1;
             it.next();
         }
-        assert_eq!(n, 3);
+        assert_eq!(n, 1003);
     }
 }

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::bloom;
 use crate::coding::{seek_ikey, split_ikey, KIND_PUT};
 use crate::error::Error;
 use crate::iter::{InternalIterator, MergeIter};
-use crate::memtable::{MemIter, MemTable};
+use crate::memtable::{IKey, MemIter, MemTable};
 use crate::version::Version;
 
 /// What a reader needs: the memtables and the table set, all immutable or append-only.
@@ -35,22 +36,18 @@ impl Snapshot {
 
     /// The value of `key` as of this snapshot (`None` if absent or deleted).
     pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, Error> {
-        let found = match self.state.mem.get(key, self.seq) {
-            Some(r) => Some(r),
-            None => {
-                let mut r = None;
-                for m in &self.state.imm {
-                    if let Some(x) = m.get(key, self.seq) {
-                        r = Some(x);
-                        break;
-                    }
-                }
-                match r {
-                    Some(r) => Some(r),
-                    None => self.state.version.get(key, self.seq)?,
-                }
+        let h = bloom::hash(key);
+        let target = IKey(Bytes::from(seek_ikey(key, self.seq)));
+        let mut found = self.state.mem.get(key, h, &target);
+        for m in &self.state.imm {
+            if found.is_some() {
+                break;
             }
-        };
+            found = m.get(key, h, &target);
+        }
+        if found.is_none() {
+            found = self.state.version.get(key, h, &target.0)?;
+        }
         Ok(found.and_then(|(kind, v)| (kind == KIND_PUT).then_some(v)))
     }
 
@@ -182,7 +179,13 @@ impl Iterator for DbIter {
                 self.done = true;
                 return None;
             }
-            self.skip = Some(u.to_vec());
+            match &mut self.skip {
+                Some(s) => {
+                    s.clear();
+                    s.extend_from_slice(u);
+                }
+                None => self.skip = Some(u.to_vec()),
+            }
             if kind != KIND_PUT {
                 self.it.next();
                 continue;

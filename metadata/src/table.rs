@@ -15,7 +15,7 @@ use bytes::Bytes;
 use crate::block::{Block, BlockBuilder, BlockIter};
 use crate::bloom;
 use crate::cache::BlockCache;
-use crate::coding::{get_u32, get_u64, get_varint, put_varint, seek_ikey, split_ikey, user_key};
+use crate::coding::{get_u32, get_u64, get_varint, put_varint, split_ikey, user_key};
 use crate::error::Error;
 use crate::iter::InternalIterator;
 
@@ -261,14 +261,19 @@ impl Table {
         Ok(b)
     }
 
-    /// The newest version of `user` with sequence <= `seq`: `(kind, value)`.
-    pub(crate) fn get(&self, user: &[u8], seq: u64) -> Result<Option<(u8, Bytes)>, Error> {
-        if !bloom::may_contain(&self.filter, bloom::hash(user)) {
+    /// The newest version of `user` with sequence <= `seq`: `(kind, value)`;
+    /// `h` is `bloom::hash(user)` and `target` is `seek_ikey(user, seq)`.
+    pub(crate) fn get(
+        &self,
+        user: &[u8],
+        h: u64,
+        target: &[u8],
+    ) -> Result<Option<(u8, Bytes)>, Error> {
+        if !bloom::may_contain(&self.filter, h) {
             return Ok(None);
         }
-        let target = seek_ikey(user, seq);
         let mut ii = self.index.iter();
-        ii.seek(&target);
+        ii.seek(target);
         if ii.corrupt() {
             return Err(self.corruption("bad index entry"));
         }
@@ -278,7 +283,7 @@ impl Table {
         let h = self.decode_handle(ii.value_slice())?;
         let block = self.read_block(h)?;
         let mut bi = block.iter();
-        bi.seek(&target);
+        bi.seek(target);
         if bi.corrupt() {
             return Err(self.corruption("bad data block entry"));
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::coding::{
-    cmp_ikey, get_len_prefixed, get_varint, put_len_prefixed, put_varint, seek_ikey, user_key,
+    cmp_ikey, get_len_prefixed, get_varint, put_len_prefixed, put_varint, user_key,
 };
 use crate::error::Error;
 use crate::iter::InternalIterator;
@@ -50,23 +50,28 @@ impl Version {
     }
 
     /// The newest version of `user` visible at `seq` among the tables.
-    pub(crate) fn get(&self, user: &[u8], seq: u64) -> Result<Option<(u8, Bytes)>, Error> {
+    /// `h` is `bloom::hash(user)`, `target` is `seek_ikey(user, seq)`.
+    pub(crate) fn get(
+        &self,
+        user: &[u8],
+        h: u64,
+        target: &[u8],
+    ) -> Result<Option<(u8, Bytes)>, Error> {
         for f in &self.levels[0] {
             if f.overlaps(user, user) {
-                if let Some(r) = f.table.get(user, seq)? {
+                if let Some(r) = f.table.get(user, h, target)? {
                     return Ok(Some(r));
                 }
             }
         }
-        let target = seek_ikey(user, seq);
         for files in &self.levels[1..] {
             if files.is_empty() {
                 continue;
             }
-            let i = files.partition_point(|f| cmp_ikey(&f.largest, &target).is_lt());
+            let i = files.partition_point(|f| cmp_ikey(&f.largest, target).is_lt());
             if let Some(f) = files.get(i) {
                 if user_key(&f.smallest) <= user {
-                    if let Some(r) = f.table.get(user, seq)? {
+                    if let Some(r) = f.table.get(user, h, target)? {
                         return Ok(Some(r));
                     }
                 }

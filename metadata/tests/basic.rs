@@ -241,3 +241,19 @@ fn flush_deletes_old_wal_and_compaction_reclaims_space() {
     db.compact().unwrap();
     assert_eq!(db.live_table_bytes(), 0);
 }
+
+#[test]
+fn first_open_crash_leftovers_are_not_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    Db::open(dir.path(), Options::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    // As if the first open died after writing its manifest but before CURRENT.
+    std::fs::remove_file(dir.path().join("CURRENT")).unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    db.put(b"k", b"v").unwrap();
+    drop(db);
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+}
