@@ -191,6 +191,7 @@ impl DataStore {
             dead_removed += rec.data_bytes.saturating_sub(rec.live_bytes);
         }
         sink.seal().await?;
+        sink.sync_all().await?;
         let stripes = std::mem::take(&mut sink.written);
         for (id, rec) in &stripes {
             batch.put(records::stripe_key(*id), rec.encode());

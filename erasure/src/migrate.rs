@@ -219,6 +219,7 @@ impl DataStore {
             }
         }
         sink.seal().await?;
+        sink.sync_all().await?;
         let stripes = std::mem::take(&mut sink.written);
         let mut live = 0;
         for (id, rec) in &stripes {

@@ -49,38 +49,61 @@ impl DataStore {
         }
     }
 
-    /// Picks the devices of a new stripe: `k + m` online devices, rotating the
-    /// start so that data and parity spread evenly.
-    pub(crate) fn place_stripe(&self, stripe: u64, width: usize) -> Result<Vec<u16>> {
+    /// Picks the devices of a new stripe: `k + m` distinct devices, online
+    /// ones first, rotating the start so that data and parity spread evenly.
+    /// With some devices missing, their shards are placed on them anyway and
+    /// left unwritten (the stripe is born degraded and `rebuild` fills them
+    /// in), as long as at least `k + 1` shards can be written; otherwise
+    /// migration waits.
+    pub(crate) fn place_stripe(&self, stripe: u64, k: usize, width: usize) -> Result<Vec<u16>> {
         let n = self.qlc.len();
         let start = (stripe % n as u64) as usize;
-        let devs: Vec<u16> = (0..n)
-            .map(|i| ((start + i) % n) as u16)
+        let order: Vec<u16> = (0..n).map(|i| ((start + i) % n) as u16).collect();
+        let mut devs: Vec<u16> = order
+            .iter()
+            .copied()
             .filter(|&d| self.device_online(d))
             .take(width)
             .collect();
-        if devs.len() < width {
+        let online = devs.len();
+        if online < (k + 1).min(width) {
             return Err(LayoutError::Device {
                 device: "qlc".into(),
                 reason: format!(
-                    "only {} QLC devices online, a stripe needs {width}",
-                    devs.len()
+                    "only {online} QLC devices online; a stripe needs at least {} writable shards",
+                    k + 1
                 ),
             });
+        }
+        for d in order {
+            if devs.len() == width {
+                break;
+            }
+            if !devs.contains(&d) {
+                devs.push(d);
+            }
         }
         Ok(devs)
     }
 
-    /// Writes the shard files of a stripe (one append per device, all devices
-    /// in parallel) and makes them durable (fdatasync + directory fsync).
-    pub(crate) async fn write_stripe(
+    /// Starts writing the shard files of a stripe: one append per device, all
+    /// devices in parallel, submitted before this returns. The returned
+    /// future completes once every shard is written and fdatasynced; it does
+    /// not borrow the store, so the caller can pack the next stripe meanwhile.
+    /// The new directory entries become durable with
+    /// [`DataStore::sync_qlc_dirs`], run once before committing the stripes.
+    pub(crate) fn submit_stripe(
         &self,
         stripe: u64,
         devices: &[u16],
         files: Vec<Bytes>,
-    ) -> Result<()> {
+    ) -> Result<impl std::future::Future<Output = Result<()>> + Send + 'static> {
         let mut pending = Vec::with_capacity(files.len());
         for (dev, data) in devices.iter().zip(files) {
+            if !self.device_online(*dev) {
+                // Placed on a missing device: left for rebuild.
+                continue;
+            }
             let path = self.shard_path(*dev, stripe);
             let f = fs::OpenOptions::new()
                 .read(true)
@@ -92,27 +115,40 @@ impl DataStore {
             let f = self.qlc[*dev as usize].io.file(f);
             let len = data.len() as u64;
             let w = f.write_all_at(0, data);
-            pending.push((*dev, path, f, len, w));
-        }
-        let mut syncs = Vec::with_capacity(pending.len());
-        for (dev, path, f, len, w) in pending {
-            w.await
-                .map_err(|e| LayoutError::io(path.display().to_string(), e))?;
             self.counters.qlc_write(len);
-            self.qlc[dev as usize]
+            self.qlc[*dev as usize]
                 .written
                 .fetch_add(len, Ordering::Relaxed);
-            syncs.push((dev, path, f.sync_data()));
-        }
-        for (dev, path, s) in syncs {
-            s.await
-                .map_err(|e| LayoutError::io(path.display().to_string(), e))?;
-            let dir = &self.qlc[dev as usize].slot.path;
-            device::sync_dir(dir).map_err(|e| LayoutError::io(dir.display().to_string(), e))?;
+            pending.push((path, f, w));
         }
         self.counters
             .stripes_written
             .fetch_add(1, Ordering::Relaxed);
+        Ok(async move {
+            let mut syncs = Vec::with_capacity(pending.len());
+            for (path, f, w) in pending {
+                w.await
+                    .map_err(|e| LayoutError::io(path.display().to_string(), e))?;
+                syncs.push((path, f.sync_data()));
+            }
+            for (path, s) in syncs {
+                s.await
+                    .map_err(|e| LayoutError::io(path.display().to_string(), e))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// fsyncs the directories of the given devices (new shard files durable).
+    pub(crate) fn sync_qlc_dirs(&self, devs: impl IntoIterator<Item = u16>) -> Result<()> {
+        let set: std::collections::BTreeSet<u16> = devs.into_iter().collect();
+        for dev in set {
+            if !self.device_online(dev) {
+                continue;
+            }
+            let dir = &self.qlc[dev as usize].slot.path;
+            device::sync_dir(dir).map_err(|e| LayoutError::io(dir.display().to_string(), e))?;
+        }
         Ok(())
     }
 

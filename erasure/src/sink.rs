@@ -2,6 +2,9 @@
 //! Used by migration and reclaim; the caller commits the returned stripe
 //! records (and its chunk records) in one metadata batch afterwards.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 
 use crate::error::Result;
@@ -30,9 +33,13 @@ struct Open {
 pub(crate) struct StripeSink<'a> {
     store: &'a DataStore,
     open: Option<Open>,
-    /// Stripes written so far (durable, not yet committed).
+    /// Stripes written or being written (not yet committed).
     pub(crate) written: Vec<(u64, StripeRecord)>,
+    inflight: VecDeque<Pin<Box<dyn Future<Output = Result<()>> + Send>>>,
 }
+
+/// Stripe writes in flight while the next stripe is packed.
+const MAX_INFLIGHT_STRIPES: usize = 2;
 
 impl<'a> StripeSink<'a> {
     pub(crate) fn new(store: &'a DataStore) -> StripeSink<'a> {
@@ -40,6 +47,7 @@ impl<'a> StripeSink<'a> {
             store,
             open: None,
             written: Vec::new(),
+            inflight: VecDeque::new(),
         }
     }
 
@@ -52,9 +60,11 @@ impl<'a> StripeSink<'a> {
         if self.open.is_none() {
             let cfg = &self.store.cfg;
             let id = self.store.next_stripe.fetch_add(1, Ordering::SeqCst);
-            let devices = self
-                .store
-                .place_stripe(id, cfg.data_shards + cfg.parity_shards)?;
+            let devices = self.store.place_stripe(
+                id,
+                cfg.data_shards,
+                cfg.data_shards + cfg.parity_shards,
+            )?;
             self.open = Some(Open {
                 id,
                 devices,
@@ -123,11 +133,32 @@ impl<'a> StripeSink<'a> {
         };
         // Record it before writing so that a failed write is cleaned up too.
         self.written.push((o.id, rec));
-        self.store.write_stripe(o.id, &o.devices, files).await
+        let w = self.store.submit_stripe(o.id, &o.devices, files)?;
+        self.inflight.push_back(Box::pin(w));
+        while self.inflight.len() > MAX_INFLIGHT_STRIPES {
+            if let Some(w) = self.inflight.pop_front() {
+                w.await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every stripe write and makes the new directory entries
+    /// durable: afterwards every stripe written so far may be committed.
+    pub(crate) async fn sync_all(&mut self) -> Result<()> {
+        while let Some(w) = self.inflight.pop_front() {
+            w.await?;
+        }
+        self.store.sync_qlc_dirs(
+            self.written
+                .iter()
+                .flat_map(|(_, r)| r.devices.iter().copied()),
+        )
     }
 
     /// Deletes the files of every stripe written by this sink (never committed).
     pub(crate) fn abort(&mut self) {
+        self.inflight.clear();
         for (id, rec) in self.written.drain(..) {
             self.store.delete_stripe_files(id, &rec);
         }

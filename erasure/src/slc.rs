@@ -360,30 +360,37 @@ impl Slc {
     /// from whichever mirror verifies.
     pub async fn scan(&self, seq: u64) -> Result<Vec<ScannedRecord>> {
         let mut copies: [Option<Bytes>; 2] = [None, None];
+        let mut loaded = [false, false];
         let mut errs = Vec::new();
-        for (c, slot) in copies.iter_mut().enumerate() {
-            let path = self.shared.dirs[c].join(segment_name(seq));
-            match read_whole(&self.shared.io[c], &path).await {
-                Ok(b) if check_segment_header(&b, seq) => *slot = Some(b),
-                Ok(_) => errs.push(format!("{}: bad segment header", path.display())),
-                Err(e) => errs.push(e.to_string()),
-            }
-        }
-        if copies.iter().all(|c| c.is_none()) {
-            return Err(LayoutError::Corruption(format!(
-                "SLC segment {seq} unreadable on both mirrors: {}",
-                errs.join("; ")
-            )));
-        }
         let mut out = Vec::new();
         let mut off = SEG_HEADER;
         loop {
             let mut found = None;
-            for b in copies.iter().flatten() {
-                if off < b.len() {
-                    if let Some((id, r)) = parse_record(&b[off..]) {
-                        found = Some((id, b.slice(off + r.start..off + r.end)));
+            for c in 0..2 {
+                if c == 1 {
+                    // Consult the second mirror only where the first is unreadable or
+                    // holds bytes that do not verify (not at its clean end).
+                    let first_ended = copies[0].as_ref().map(|b| off >= b.len()).unwrap_or(false);
+                    if first_ended {
                         break;
+                    }
+                }
+                if !loaded[c] {
+                    // The second mirror is read only when the first fails to verify.
+                    loaded[c] = true;
+                    let path = self.shared.dirs[c].join(segment_name(seq));
+                    match read_whole(&self.shared.io[c], &path).await {
+                        Ok(b) if check_segment_header(&b, seq) => copies[c] = Some(b),
+                        Ok(_) => errs.push(format!("{}: bad segment header", path.display())),
+                        Err(e) => errs.push(e.to_string()),
+                    }
+                }
+                if let Some(b) = &copies[c] {
+                    if off < b.len() {
+                        if let Some((id, r)) = parse_record(&b[off..]) {
+                            found = Some((id, b.slice(off + r.start..off + r.end)));
+                            break;
+                        }
                     }
                 }
             }
@@ -399,6 +406,12 @@ impl Slc {
                 }
                 None => break,
             }
+        }
+        if copies.iter().all(|c| c.is_none()) {
+            return Err(LayoutError::Corruption(format!(
+                "SLC segment {seq} unreadable on both mirrors: {}",
+                errs.join("; ")
+            )));
         }
         Ok(out)
     }

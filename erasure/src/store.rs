@@ -228,8 +228,11 @@ impl DataStore {
             }
         }
         let reducer = reducer.unwrap_or_else(|| {
+            // Round the chunk size down so that a whole number of chunks fills a block payload.
+            let payload = cfg.shard_block_bytes as usize - crate::shard::BLOCK_HEADER;
+            let per_block = payload.div_ceil(cfg.chunk_bytes as usize);
             Arc::new(FixedChunker {
-                chunk_bytes: cfg.chunk_bytes as usize,
+                chunk_bytes: payload / per_block,
             })
         });
         let store = Arc::new(DataStore {

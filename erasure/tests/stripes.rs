@@ -195,6 +195,12 @@ async fn rebuild_restores_full_redundancy() {
             .state,
         "missing"
     );
+    // Writes go on while the device is missing: their stripes are born degraded.
+    let more = write_random(&store, &db, 83, 10, 1 << 20).await;
+    store.flush().await.unwrap();
+    verify_whole(&store, &more).await;
+    let mut data = data;
+    data.extend(more);
     let rep = store.rebuild("qlc2").await.unwrap();
     assert!(rep.shards > 0 && rep.bytes > 0);
     assert_eq!(rep.failed_stripes, 0);
