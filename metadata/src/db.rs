@@ -68,7 +68,36 @@ pub(crate) struct Inner {
     stall_cv: Condvar,
     bg_error: Mutex<Option<String>>,
     closed: AtomicBool,
+    stats: Counters,
     _lock: File,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    wal_writes: AtomicU64,
+    wal_syncs: AtomicU64,
+    flushes: AtomicU64,
+    compactions: AtomicU64,
+}
+
+/// Activity counters since open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Write batches committed.
+    pub batches: u64,
+    /// WAL write calls (one per commit group).
+    pub wal_writes: u64,
+    /// WAL fdatasync calls made for commits (one per group when `Options::sync`).
+    pub wal_syncs: u64,
+    /// Memtables flushed to L0.
+    pub flushes: u64,
+    /// Compactions run (including trivial moves and full compactions).
+    pub compactions: u64,
+    /// Live SSTables per level, L0 first.
+    pub tables_per_level: [usize; crate::version::NUM_LEVELS],
+    /// Bytes of live SSTables.
+    pub table_bytes: u64,
 }
 
 /// A log-structured key-value store. `Send + Sync`; share it as `Arc<Db>`.
@@ -174,6 +203,11 @@ impl Inner {
             return Err(Error::InvalidArgument("sequence numbers exhausted".into()));
         }
         let mut seq = first;
+        let parsed = group
+            .iter()
+            .map(|(_, b)| parse_ops(&b.ops, b.count as usize))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::InvalidArgument("malformed write batch".into()))?;
         let mut buf = std::mem::take(&mut wal.buf);
         buf.clear();
         let mut rec = Vec::new();
@@ -197,11 +231,16 @@ impl Inner {
             wal.poisoned = true;
             return Err(e);
         }
+        self.stats.wal_writes.fetch_add(1, Ordering::Relaxed);
+        if self.opts.sync {
+            self.stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats
+            .batches
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
         let mem = self.state.load().mem.clone();
         let mut s = first;
-        for (_, b) in group {
-            let ops = parse_ops(&b.ops, b.count as usize)
-                .ok_or_else(|| Error::InvalidArgument("malformed write batch".into()))?;
+        for ops in parsed {
             for (kind, k, v) in ops {
                 mem.add(k, s, kind, v);
                 s += 1;
@@ -210,7 +249,12 @@ impl Inner {
         wal.last_seq = seq - 1;
         self.visible_seq.store(seq - 1, Ordering::Release);
         if mem.approx_bytes() >= self.opts.memtable_bytes {
-            self.rotate(&mut wal)?;
+            // The group is durable and visible: a failure to start the next memtable
+            // stops later writes but does not un-acknowledge these.
+            if let Err(e) = self.rotate(&mut wal) {
+                tracing::error!("cairn-metadata: memtable rotation failed: {e}");
+                self.bg_error.lock().get_or_insert(e.to_string());
+            }
         }
         Ok(())
     }
@@ -279,6 +323,7 @@ impl Inner {
                 ..VersionEdit::default()
             };
             let v = self.versions.lock().log_and_apply(edit, &opened)?;
+            self.stats.flushes.fetch_add(1, Ordering::Relaxed);
             {
                 let _g = self.state_lock.lock();
                 let cur = self.state.load_full();
@@ -318,7 +363,10 @@ impl Inner {
                 compaction::pick(self, &v, &mut vs.compact_pointer)
             };
             match picked {
-                Some(c) => compaction::run(self, c)?,
+                Some(c) => {
+                    compaction::run(self, c)?;
+                    self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+                }
                 None => return Ok(()),
             }
         }
@@ -511,6 +559,7 @@ impl Db {
             stall_cv: Condvar::new(),
             bg_error: Mutex::new(None),
             closed: AtomicBool::new(false),
+            stats: Counters::default(),
             _lock: lock,
         });
         // Persist the replayed data as an L0 table, start a fresh WAL and manifest.
@@ -622,20 +671,28 @@ impl Db {
         let v = self.inner.versions.lock().current.clone();
         if let Some(c) = compaction::full(&v) {
             compaction::run(&self.inner, c)?;
+            self.inner.stats.compactions.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
 
-    /// Total bytes of live SSTables.
-    pub fn live_table_bytes(&self) -> u64 {
+    /// Activity counters and the current table layout.
+    pub fn stats(&self) -> Stats {
         let v = self.inner.versions.lock().current.clone();
-        v.all_files().map(|(_, f)| f.size).sum()
-    }
-
-    /// Number of live SSTables per level (L0 first).
-    pub fn tables_per_level(&self) -> Vec<usize> {
-        let v = self.inner.versions.lock().current.clone();
-        v.levels.iter().map(Vec::len).collect()
+        let c = &self.inner.stats;
+        let mut tables_per_level = [0; crate::version::NUM_LEVELS];
+        for (l, files) in v.levels.iter().enumerate() {
+            tables_per_level[l] = files.len();
+        }
+        Stats {
+            batches: c.batches.load(Ordering::Relaxed),
+            wal_writes: c.wal_writes.load(Ordering::Relaxed),
+            wal_syncs: c.wal_syncs.load(Ordering::Relaxed),
+            flushes: c.flushes.load(Ordering::Relaxed),
+            compactions: c.compactions.load(Ordering::Relaxed),
+            tables_per_level,
+            table_bytes: v.all_files().map(|(_, f)| f.size).sum(),
+        }
     }
 
     /// The database directory.

@@ -27,7 +27,7 @@ mod version;
 
 pub use batch::{WriteBatch, MAX_BATCH_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use bytes::Bytes;
-pub use db::Db;
+pub use db::{Db, Stats};
 pub use error::Error;
 pub use options::Options;
 pub use snapshot::{DbIter, Snapshot};

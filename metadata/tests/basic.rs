@@ -213,7 +213,7 @@ fn flush_deletes_old_wal_and_compaction_reclaims_space() {
         }
     }
     db.compact().unwrap();
-    let bytes = db.live_table_bytes();
+    let bytes = db.stats().table_bytes;
     assert!(
         bytes < 500 * 140,
         "compaction should drop overwritten versions: {bytes}"
@@ -239,7 +239,7 @@ fn flush_deletes_old_wal_and_compaction_reclaims_space() {
         db.delete(format!("k{i:04}")).unwrap();
     }
     db.compact().unwrap();
-    assert_eq!(db.live_table_bytes(), 0);
+    assert_eq!(db.stats().table_bytes, 0);
 }
 
 #[test]
@@ -256,4 +256,31 @@ fn first_open_crash_leftovers_are_not_corruption() {
     drop(db);
     let db = Db::open(dir.path(), Options::default()).unwrap();
     assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+#[test]
+fn group_commit_shares_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+    let hs: Vec<_> = (0..8u32)
+        .map(|t| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for i in 0..100u32 {
+                    db.put(format!("{t}/{i}"), b"v").unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let s = db.stats();
+    assert_eq!(s.batches, 800);
+    assert_eq!(s.wal_syncs, s.wal_writes);
+    assert!(
+        s.wal_syncs < 800,
+        "8 concurrent durable writers should share fsyncs: {s:?}"
+    );
+    eprintln!("group commit: 800 batches, {} fsyncs", s.wal_syncs);
 }
