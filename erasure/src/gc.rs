@@ -91,6 +91,7 @@ impl DataStore {
                         stripes.insert(c.stripe, s);
                     }
                     dead += c.stored_len as u64;
+                    self.reducer.on_freed(&mut batch, cid);
                     chunks.insert(cid, None);
                 } else {
                     chunks.insert(cid, Some(c));

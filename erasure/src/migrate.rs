@@ -167,6 +167,7 @@ impl DataStore {
                         } => {
                             let id = self.next_chunk.fetch_add(1, Ordering::SeqCst);
                             let at = sink.add(id, &stored).await?;
+                            self.reducer.on_stored(&mut batch, id, &stored);
                             chunks.insert(
                                 id,
                                 ChunkRecord {

@@ -5,6 +5,7 @@
 //! existing chunks, which the worker refcounts.
 
 use bytes::Bytes;
+use cairn_metadata::WriteBatch;
 
 use crate::error::{LayoutError, Result};
 
@@ -38,6 +39,14 @@ pub trait Reducer: Send + Sync + 'static {
     fn reduce(&self, extent: &Bytes, max_stored: usize) -> Result<Vec<ReducedChunk>>;
     /// Decodes the stored bytes of a chunk written with `encoding`.
     fn decode(&self, encoding: u8, stored: Bytes, logical_len: u32) -> Result<Bytes>;
+    /// Called by the migration worker once it has given a `New` chunk the id
+    /// `chunk`. `batch` is the batch that will commit the chunk record: a
+    /// reducer that keeps an index (fingerprints, similarity features) adds
+    /// its entries there so that they commit atomically with the chunk.
+    fn on_stored(&self, _batch: &mut WriteBatch, _chunk: u64, _stored: &Bytes) {}
+    /// Called by GC when a chunk's last reference goes, with the batch that
+    /// deletes its record.
+    fn on_freed(&self, _batch: &mut WriteBatch, _chunk: u64) {}
 }
 
 /// The default reducer: fixed-size chunks, raw encoding, no sharing.
