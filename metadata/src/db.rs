@@ -501,10 +501,16 @@ impl Db {
         let mem = Arc::new(MemTable::new(0, opts.memtable_bytes));
         let mut last_seq = vs.last_seq;
 
-        for (i, (_, path)) in logs.iter().enumerate() {
-            let c = read_log(path, WAL_MAGIC, WAL_VERSION, &replay_valid)?;
+        let mut contents = Vec::with_capacity(logs.len());
+        for (_, path) in &logs {
+            contents.push((path, read_log(path, WAL_MAGIC, WAL_VERSION, &replay_valid)?));
+        }
+        // Only the newest log holding records may end in a torn write. (Later logs can
+        // exist but be empty: an open that crashed after creating its new WAL.)
+        let newest_with_records = contents.iter().rposition(|(_, c)| !c.records.is_empty());
+        for (i, (path, c)) in contents.iter().enumerate() {
             if let Some(at) = c.torn_at {
-                if i + 1 != logs.len() && at != 0 {
+                if newest_with_records.is_some_and(|n| i < n) {
                     return Err(Error::corruption(
                         path,
                         format!("damaged record at offset {at} in a sealed log"),
@@ -512,6 +518,8 @@ impl Db {
                 }
                 tracing::warn!("dropping torn WAL tail at {}:{at}", path.display());
             }
+        }
+        for (path, c) in &contents {
             for r in 0..c.records.len() {
                 let Some((seq, ops)) = decode_record(c.payload(r)) else {
                     return Err(Error::corruption(path, "undecodable WAL record"));

@@ -7,6 +7,8 @@
 //! tables are live. Reads and iterators work on snapshots and never wait for writers,
 //! flushes or compactions. See `FORMAT.md` and `DESIGN.md` in this crate.
 
+#![warn(missing_docs)]
+
 mod batch;
 mod block;
 mod bloom;

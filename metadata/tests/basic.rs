@@ -284,3 +284,29 @@ fn group_commit_shares_fsyncs() {
     );
     eprintln!("group commit: 800 batches, {} fsyncs", s.wal_syncs);
 }
+
+#[test]
+fn handles_are_thread_safe_and_owned() {
+    fn send_sync_static<T: Send + Sync + 'static>() {}
+    fn send_static<T: Send + 'static>() {}
+    send_sync_static::<Db>();
+    send_sync_static::<cairn_metadata::Snapshot>();
+    send_static::<cairn_metadata::DbIter>();
+    send_sync_static::<Error>();
+
+    // An iterator keeps working after the handle that made it is gone.
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    db.put(b"a", b"1").unwrap();
+    db.flush().unwrap();
+    db.put(b"b", b"2").unwrap();
+    let it = db.scan_prefix(b"");
+    drop(db);
+    let items = std::thread::spawn(move || it.map(|r| r.unwrap().0).collect::<Vec<_>>())
+        .join()
+        .unwrap();
+    assert_eq!(
+        items,
+        vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]
+    );
+}

@@ -252,3 +252,36 @@ fn missing_files_are_corruption() {
         );
     }
 }
+
+#[test]
+fn torn_tail_survives_a_crash_during_the_next_open() {
+    let base = tempfile::tempdir().unwrap();
+    let (expected, last) = build(base.path());
+    let wal = data_files(base.path())
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".log"))
+        .unwrap();
+    let len = std::fs::metadata(&wal).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&wal).unwrap();
+    f.set_len(len - 7).unwrap();
+    drop(f);
+    // An open that died right after creating its new (empty) WAL.
+    let name = wal.file_name().unwrap().to_string_lossy().to_string();
+    let n: u64 = name.trim_end_matches(".log").parse().unwrap();
+    let mut hdr = Vec::new();
+    let payload = b"CWAL\x01";
+    hdr.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&hdr[..4]), payload);
+    hdr.extend_from_slice(&crc.to_le_bytes());
+    hdr.extend_from_slice(payload);
+    std::fs::write(base.path().join(format!("{:06}.log", n + 1000)), &hdr).unwrap();
+    assert_eq!(
+        verify(
+            base.path(),
+            &expected,
+            &last,
+            "torn tail then empty newer WAL"
+        ),
+        "none"
+    );
+}
