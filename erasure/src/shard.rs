@@ -265,4 +265,48 @@ mod tests {
         let off = BLOCK_HEADER + pc.offset as usize;
         assert_eq!(&files[0][off..off + c.len()], &c[..]);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        #[test]
+        fn packed_chunks_read_back_and_survive_m_losses(
+            sizes in proptest::collection::vec(1usize..300_000, 1..40),
+            lost in proptest::collection::btree_set(0usize..6, 0..=2),
+        ) {
+            let codec = Codec::new(4, 2).unwrap();
+            let mut p = StripePacker::new(4, 2, 1 << 20);
+            let mut placed = Vec::new();
+            for (i, n) in sizes.iter().enumerate() {
+                let chunk = vec![(i as u8).wrapping_mul(31).wrapping_add(7); *n];
+                match p.place(&chunk) {
+                    Some(at) => placed.push((at, chunk)),
+                    None => break,
+                }
+            }
+            let files = p.finish(&codec, 1).unwrap();
+            let bb = 1usize << 20;
+            let rows = files[0].len() / bb;
+            // Drop up to m shards and rebuild every row from the rest.
+            let mut rebuilt: Vec<Vec<u8>> = vec![Vec::new(); 6];
+            for row in 0..rows {
+                let mut shards: Vec<Option<Vec<u8>>> = (0..6)
+                    .map(|s| {
+                        let b = &files[s][row * bb..(row + 1) * bb];
+                        proptest::prop_assert!(decode_block(b).is_ok());
+                        Ok(if lost.contains(&s) { None } else { Some(b[BLOCK_HEADER..].to_vec()) })
+                    })
+                    .collect::<std::result::Result<_, proptest::test_runner::TestCaseError>>()?;
+                codec.reconstruct(&mut shards, 1).unwrap();
+                for (s, sh) in shards.into_iter().enumerate() {
+                    rebuilt[s].extend_from_slice(&sh.unwrap());
+                }
+            }
+            let payload = bb - BLOCK_HEADER;
+            for (at, chunk) in &placed {
+                let off = at.row as usize * payload + at.offset as usize;
+                proptest::prop_assert!(at.offset as usize + chunk.len() <= payload, "chunk straddles a block");
+                proptest::prop_assert_eq!(&rebuilt[at.shard as usize][off..off + chunk.len()], &chunk[..]);
+            }
+        }
+    }
 }
