@@ -132,11 +132,13 @@ async fn slc_and_migration(total: usize) {
             let bytes = if rec < 64 << 10 { total / 8 } else { total };
             let (d, n) = append_load(&store, &db, bytes, rec, writers, false).await;
             let moved = (n * rec) as u64;
+            let groups = store.counters().slc_group_commits.max(1);
             println!(
-                "   SLC append {backend:8} rec {:>5} KiB x{writers:>2} writers: {:>8.1} MB/s  {:>8.0} appends/s",
+                "   SLC append {backend:8} rec {:>5} KiB x{writers:>2} writers: {:>8.1} MB/s  {:>8.0} appends/s  ({:.1} appends per group commit)",
                 rec >> 10,
                 mb_per_s(moved, d),
-                n as f64 / d.as_secs_f64()
+                n as f64 / d.as_secs_f64(),
+                n as f64 / groups as f64
             );
             store.shutdown().await;
             if threaded {

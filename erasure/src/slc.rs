@@ -189,6 +189,7 @@ struct Shared {
     capacity: u64,
     high_water: u64,
     appended_bytes: AtomicU64,
+    group_commits: AtomicU64,
 }
 
 /// The mirrored SLC write buffer.
@@ -253,6 +254,7 @@ impl Slc {
             capacity: p.capacity,
             high_water: p.high_water,
             appended_bytes: AtomicU64::new(0),
+            group_commits: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(committer(shared.clone(), rx));
@@ -290,6 +292,11 @@ impl Slc {
     /// Total bytes appended since start.
     pub fn appended_bytes(&self) -> u64 {
         self.shared.appended_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Group commits (write + fdatasync on both mirrors) since start.
+    pub fn group_commits(&self) -> u64 {
+        self.shared.group_commits.load(Ordering::Relaxed)
     }
 
     /// Whether SLC use is above the high-water mark.
@@ -683,6 +690,7 @@ async fn commit_group(
         st.used > shared.high_water
     };
     shared.appended_bytes.fetch_add(written, Ordering::Relaxed);
+    shared.group_commits.fetch_add(1, Ordering::Relaxed);
     if above {
         shared.pressure.notify_one();
     }

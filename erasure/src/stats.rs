@@ -68,6 +68,8 @@ pub struct LayoutCounters {
     pub slc_appended_bytes: u64,
     /// Appends acknowledged.
     pub slc_appends: u64,
+    /// Group commits (one write + fdatasync per mirror each) that acknowledged them.
+    pub slc_group_commits: u64,
     /// Bytes written to each QLC device: `(device id, bytes)`.
     pub qlc_bytes_written: Vec<(String, u64)>,
     /// QLC data writes issued.
@@ -113,6 +115,7 @@ impl Counters {
         LayoutCounters {
             slc_appended_bytes: 0,
             slc_appends: g(&self.slc_appends),
+            slc_group_commits: 0,
             qlc_bytes_written: Vec::new(),
             qlc_writes: g(&self.qlc_writes),
             qlc_write_bytes: g(&self.qlc_write_bytes),

@@ -424,6 +424,7 @@ impl DataStore {
     pub fn counters(&self) -> LayoutCounters {
         let mut c = self.counters.snapshot();
         c.slc_appended_bytes = self.slc.appended_bytes();
+        c.slc_group_commits = self.slc.group_commits();
         c.qlc_bytes_written = self
             .qlc
             .iter()
