@@ -193,6 +193,20 @@ impl BlockIter {
         get_u32(&self.block.data, self.block.restarts_off + 4 * i).unwrap_or(0) as usize
     }
 
+    /// The full key stored at restart point `i` (restart entries share no prefix), read
+    /// in place without copying.
+    fn restart_key(&self, i: usize) -> Option<&[u8]> {
+        let data = &self.block.data[..self.block.restarts_off];
+        let mut p = self.restart_point(i);
+        let shared = get_varint(data, &mut p)?;
+        let unshared = usize::try_from(get_varint(data, &mut p)?).ok()?;
+        get_varint(data, &mut p)?;
+        if shared != 0 {
+            return None;
+        }
+        data.get(p..p.checked_add(unshared)?)
+    }
+
     fn seek_to_restart(&mut self, i: usize) {
         self.key.clear();
         self.next_pos = self.restart_point(i);
@@ -214,15 +228,12 @@ impl BlockIter {
         let (mut lo, mut hi) = (0usize, self.block.num_restarts - 1);
         while lo < hi {
             let mid = (lo + hi).div_ceil(2);
-            self.seek_to_restart(mid);
-            if !self.decode_next() {
-                if self.corrupt {
-                    return;
-                }
-                hi = mid - 1;
-                continue;
-            }
-            if cmp_ikey(&self.key, target) == Ordering::Less {
+            let Some(k) = self.restart_key(mid) else {
+                self.corrupt = true;
+                self.valid = false;
+                return;
+            };
+            if cmp_ikey(k, target) == Ordering::Less {
                 lo = mid;
             } else {
                 hi = mid - 1;
