@@ -147,16 +147,37 @@ impl DataStore {
             })
             .collect();
         let mut slc_io = Vec::new();
-        for s in &slc_slots {
-            if attach_device(&db, s)? != DeviceState::Online {
+        let slc_states: Vec<DeviceState> = slc_slots
+            .iter()
+            .map(|s| attach_device(&db, s))
+            .collect::<Result<_>>()?;
+        let online = slc_states
+            .iter()
+            .filter(|s| **s == DeviceState::Online)
+            .count();
+        for (s, state) in slc_slots.iter().zip(&slc_states) {
+            if *state == DeviceState::Online {
+                continue;
+            }
+            if online == 0 || device::read_identity(&s.path)?.is_some() {
                 return Err(LayoutError::Device {
                     device: s.id.clone(),
                     reason: format!(
-                        "SLC mirror {} is missing or foreign; the write buffer needs both mirrors",
+                        "SLC mirror {} is missing or foreign and no healthy mirror can restore it",
                         s.path.display()
                     ),
                 });
             }
+            // One mirror lost: format its (empty or new) directory as the replacement;
+            // SLC recovery below copies every segment over from the surviving mirror.
+            let ident = Identity::new(&s.id, s.role);
+            device::format_device(&s.path, &ident)?;
+            let mut b = WriteBatch::new();
+            b.put(records::dev_key(&s.id), ident.uuid.as_bytes());
+            db.write(b)?;
+            tracing::warn!(device = %s.id, path = %s.path.display(), "SLC mirror replaced; restoring its segments from the other mirror");
+        }
+        for s in &slc_slots {
             slc_io.push(
                 DeviceIo::start(&s.id, backend, cfg.threads_per_device)
                     .map_err(|e| LayoutError::io(format!("starting I/O for {}", s.id), e))?,

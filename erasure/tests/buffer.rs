@@ -159,3 +159,35 @@ async fn io_uring_backend_is_detected() {
     verify_all(&store, &data, 32).await;
     store.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_slc_mirror_is_restored_from_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path());
+    let db = open_db(dir.path());
+    let store = open_store(&cfg, &db).await;
+    let data = write_random(&store, &db, 41, 20, 300 << 10).await;
+    store.shutdown().await;
+    drop(store);
+    std::fs::remove_dir_all(&cfg.slc_dirs[1]).unwrap();
+    let store = open_store(&cfg, &db).await;
+    assert!(store.status().devices.iter().all(|d| d.state == "online"));
+    verify_all(&store, &data, 42).await;
+    let more = write_random(&store, &db, 43, 5, 100 << 10).await;
+    store.shutdown().await;
+    drop(store);
+    // The restored mirror alone now holds everything.
+    std::fs::remove_dir_all(&cfg.slc_dirs[0]).unwrap();
+    let store = open_store(&cfg, &db).await;
+    verify_all(&store, &data, 44).await;
+    verify_all(&store, &more, 45).await;
+    store.shutdown().await;
+    drop(store);
+    // Both mirrors gone: a clear error, not an empty buffer.
+    std::fs::remove_dir_all(&cfg.slc_dirs[0]).unwrap();
+    std::fs::remove_dir_all(&cfg.slc_dirs[1]).unwrap();
+    assert!(matches!(
+        DataStore::open(cfg.clone(), db.clone()).await,
+        Err(LayoutError::Device { .. })
+    ));
+}
