@@ -9,6 +9,8 @@
 //! ([`qlc`]). Scrub, rebuild and repair live in [`maintain`]; GC and space
 //! reclaim in [`gc`]. See DESIGN.md and FORMAT.md.
 
+#![deny(missing_docs)]
+
 pub mod codec;
 pub mod config;
 pub mod device;
