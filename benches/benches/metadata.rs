@@ -6,7 +6,8 @@
 //! (e) on-disk bytes after a full compaction.
 //!
 //! Run: `cargo bench -p cairn-bench --bench metadata`. `BENCH_SCALE=0.1` shrinks every
-//! workload (counts are multiplied by the scale).
+//! workload (counts are multiplied by the scale); `BENCH_ORDER=fjall-first` runs fjall
+//! first; `BENCH_ONLY=cairn|fjall` runs one engine (for profiling).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -261,9 +262,15 @@ fn main() {
     let cache = 64 << 20;
 
     // BENCH_ONLY=cairn|fjall runs one engine (for profiling); ratios need both.
+    // BENCH_ORDER=fjall-first runs fjall before cairn (to check for order effects).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let fjall_first = std::env::var("BENCH_ORDER").is_ok_and(|v| v == "fjall-first");
     let cdir = tempfile::tempdir().unwrap();
-    let c = if only.is_empty() || only == "cairn" {
+    let fdir = tempfile::tempdir().unwrap();
+    let run_cairn = || {
+        if !(only.is_empty() || only == "cairn") {
+            return Results::default();
+        }
         let cairn = Arc::new(Cairn(
             cairn_metadata::Db::open(
                 cdir.path(),
@@ -275,12 +282,11 @@ fn main() {
             .unwrap(),
         ));
         run(cairn, cdir.path(), &s)
-    } else {
-        Results::default()
     };
-
-    let fdir = tempfile::tempdir().unwrap();
-    let f = if only.is_empty() || only == "fjall" {
+    let run_fjall = || {
+        if !(only.is_empty() || only == "fjall") {
+            return Results::default();
+        }
         let db = fjall::Database::builder(fdir.path())
             .cache_size(cache as u64)
             .open()
@@ -289,8 +295,13 @@ fn main() {
             .keyspace("bench", fjall::KeyspaceCreateOptions::default)
             .unwrap();
         run(Arc::new(Fjall { db, ks }), fdir.path(), &s)
+    };
+    let (c, f) = if fjall_first {
+        let f = run_fjall();
+        (run_cairn(), f)
     } else {
-        Results::default()
+        let c = run_cairn();
+        (c, run_fjall())
     };
 
     let ops = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
