@@ -191,7 +191,7 @@ impl Admin {
                 "live_stored_bytes": c.live_bytes,
                 "dead_stored_bytes": c.dead_bytes,
                 "migrated_logical_bytes": c.migrated_bytes,
-                "metadata_table_bytes": self.engine.db().live_table_bytes(),
+                "metadata_table_bytes": self.engine.db().stats().table_bytes,
             },
         }))
     }

@@ -496,6 +496,7 @@ impl ObjectStore for Engine {
                 checksums: sums_to_rec(&ing.digests.checksums),
                 tags,
                 segments: ing.segments,
+                upload_id: None,
             };
             self.commit_object(account, bucket, key, rec, ing.pending, &cond)
                 .await
@@ -606,6 +607,7 @@ impl ObjectStore for Engine {
                 checksums: sums_to_rec(&ing.digests.checksums),
                 tags: tags.unwrap_or_else(|| s.tags.clone()),
                 segments: ing.segments,
+                upload_id: None,
             };
             self.commit_object(account, bucket, key, rec, ing.pending, &cond)
                 .await
@@ -805,7 +807,17 @@ impl ObjectStore for Engine {
             let okey = keys::object(account, bucket, key);
             let _og = self.obj_locks.lock(&okey).await;
             let _ug = self.upload_locks.lock(upload_id.as_bytes()).await;
-            let up = self.upload_rec(account, bucket, key, upload_id)?;
+            let up = match self.upload_rec(account, bucket, key, upload_id) {
+                Ok(u) => u,
+                Err(StoreError::NoSuchUpload(u)) => {
+                    // Completing an upload again answers with the object it produced.
+                    return match self.get::<ObjectRec>(&okey)? {
+                        Some(o) if o.upload_id.as_deref() == Some(upload_id) => Ok(o.info(key)),
+                        _ => Err(StoreError::NoSuchUpload(u)),
+                    };
+                }
+                Err(e) => return Err(e),
+            };
             let prefix = keys::part_prefix(account, bucket, upload_id);
             let mut staged: BTreeMap<String, (Vec<u8>, PartRec)> = BTreeMap::new();
             for item in self.db.scan_prefix(&prefix) {
@@ -851,6 +863,7 @@ impl ObjectStore for Engine {
                 checksums: Vec::new(),
                 tags: up.tags,
                 segments,
+                upload_id: Some(upload_id.to_owned()),
             };
             batch.put(&okey, encode(&rec)?);
             self.write(batch).await?;

@@ -96,6 +96,8 @@ pub struct ObjectRec {
     pub checksums: Vec<(u8, String)>,
     pub tags: Vec<(String, String)>,
     pub segments: Vec<Segment>,
+    /// The upload this version was committed from (repeated completes are idempotent).
+    pub upload_id: Option<String>,
 }
 
 /// `u/` value: an upload in progress.
@@ -238,6 +240,7 @@ mod tests {
                     crc: crc32c::crc32c(b"abc"),
                 },
             }],
+            upload_id: None,
         };
         let raw = encode(&rec).unwrap();
         let back: ObjectRec = decode(&raw).unwrap();

@@ -26,6 +26,34 @@ fn etag_matches(c: &ETagCondition, info: &ObjectInfo) -> bool {
     }
 }
 
+/// A 304 that still names the version (ETag, Last-Modified), as S3 does.
+fn not_modified(info: &ObjectInfo) -> s3s::S3Error {
+    let mut e = s3_error!(NotModified);
+    let mut h = http::HeaderMap::new();
+    if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", info.etag)) {
+        h.insert(http::header::ETAG, v);
+    }
+    let lm = httpdate_of(info.last_modified);
+    if let Ok(v) = http::HeaderValue::from_str(&lm) {
+        h.insert(http::header::LAST_MODIFIED, v);
+    }
+    e.set_headers(h);
+    e
+}
+
+fn httpdate_of(t: std::time::SystemTime) -> String {
+    let mut buf = Vec::new();
+    let ts = s3s::dto::Timestamp::from(t);
+    if ts
+        .format(s3s::dto::TimestampFormat::HttpDate, &mut buf)
+        .is_ok()
+    {
+        String::from_utf8(buf).unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
 /// `Ok` if the read may proceed; `PreconditionFailed` (412) or `NotModified` (304) otherwise.
 pub fn check_read_conditions(info: &ObjectInfo, c: &ReadConditions<'_>) -> S3Result<()> {
     let modified = secs(info.last_modified);
@@ -46,11 +74,11 @@ pub fn check_read_conditions(info: &ObjectInfo, c: &ReadConditions<'_>) -> S3Res
     }
     if let Some(n) = c.if_none_match {
         if etag_matches(n, info) {
-            return Err(s3_error!(NotModified));
+            return Err(not_modified(info));
         }
     } else if let Some(t) = c.if_modified_since {
         if modified <= secs(systime(t)) {
-            return Err(s3_error!(NotModified));
+            return Err(not_modified(info));
         }
     }
     Ok(())

@@ -113,6 +113,15 @@ pub fn props(
             .ok()?;
         String::from_utf8(buf).ok()
     });
+    // `aws-chunked` describes the transfer, not the object: S3 does not store it.
+    let content_encoding = content_encoding.and_then(|e| {
+        let kept: Vec<&str> = e
+            .split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty() && !x.eq_ignore_ascii_case("aws-chunked"))
+            .collect();
+        (!kept.is_empty()).then(|| kept.join(", "))
+    });
     ObjectProps {
         content_type,
         content_encoding,
@@ -202,7 +211,7 @@ pub fn body_check<T>(
         if let Some(v) = v {
             if !valid_checksum_value(algo, &v) {
                 return Err(S3Error::with_message(
-                    S3ErrorCode::InvalidRequest,
+                    S3ErrorCode::BadDigest,
                     format!(
                         "Value for x-amz-checksum-{} header is invalid.",
                         algo.name().to_ascii_lowercase()

@@ -36,19 +36,29 @@ fn owner(account: &str) -> Owner {
     }
 }
 
-fn write_cond(
+/// Builds the write condition; an `If-None-Match: <etag>` is checked here against the current
+/// object (412 if it matches), `*` and `If-Match` atomically by the store.
+async fn write_cond(
+    store: &dyn ObjectStore,
+    target: (&str, &str, &str),
     if_match: Option<&ETagCondition>,
     if_none_match: Option<&ETagCondition>,
 ) -> S3Result<WriteCondition> {
     let mut c = WriteCondition::default();
     if let Some(n) = if_none_match {
-        if n.is_any() {
-            c.if_none_match_any = true;
-        } else {
-            return Err(s3_error!(
-                NotImplemented,
-                "If-None-Match on PUT supports only *"
-            ));
+        match n {
+            ETagCondition::Any => c.if_none_match_any = true,
+            ETagCondition::ETag(e) => {
+                let (acct, bucket, key) = target;
+                if let Ok(cur) = store.head_object(acct, bucket, key).await {
+                    if cur.etag == e.value().trim_matches('"') {
+                        return Err(s3_error!(
+                            PreconditionFailed,
+                            "At least one of the pre-conditions you specified did not hold"
+                        ));
+                    }
+                }
+            }
         }
     }
     if let Some(m) = if_match {
@@ -68,6 +78,8 @@ fn store_range(r: Range) -> RangeSpec {
 }
 
 fn tag_set(tags: &[(String, String)]) -> TagSet {
+    let mut tags = tags.to_vec();
+    tags.sort();
     tags.iter()
         .map(|(k, v)| Tag {
             key: Some(k.clone()),
@@ -200,21 +212,38 @@ impl S3 for S3Head {
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         let acct = account(&req)?;
         let prefix = req.input.prefix.clone().unwrap_or_default();
+        let max = req.input.max_buckets.unwrap_or(10_000).clamp(1, 10_000) as usize;
+        let after = match &req.input.continuation_token {
+            Some(t) => Some(decode_token(t)?),
+            None => None,
+        };
         let region = self.store.region();
-        let buckets = self.store.list_buckets(&acct).await.map_err(s3_err)?;
-        let buckets = buckets
+        let all = self.store.list_buckets(&acct).await.map_err(s3_err)?;
+        let mut buckets: Vec<Bucket> = all
             .into_iter()
             .filter(|b| b.name.starts_with(&prefix))
+            .filter(|b| after.as_deref().is_none_or(|a| b.name.as_str() > a))
+            .take(max + 1)
             .map(|b| Bucket {
                 bucket_region: Some(region.clone()),
                 creation_date: Some(ts(b.created)),
                 name: Some(b.name),
             })
             .collect();
+        let next = if buckets.len() > max {
+            buckets.truncate(max);
+            buckets
+                .last()
+                .and_then(|b| b.name.as_deref())
+                .map(encode_token)
+        } else {
+            None
+        };
         Ok(S3Response::new(ListBucketsOutput {
+            continuation_token: next,
+            prefix: req.input.prefix.clone(),
             buckets: Some(buckets),
             owner: Some(owner(&acct)),
-            ..Default::default()
         }))
     }
 
@@ -279,7 +308,13 @@ impl S3 for S3Head {
             i.checksum_algorithm.as_ref().map(|a| a.as_str()),
             i.content_length,
         )?;
-        let cond = write_cond(i.if_match.as_ref(), i.if_none_match.as_ref())?;
+        let cond = write_cond(
+            self.store.as_ref(),
+            (&acct, &i.bucket, &i.key),
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+        )
+        .await?;
         let tags = match &i.tagging {
             Some(t) => parse_tagging_header(t)?,
             None => Vec::new(),
@@ -306,6 +341,7 @@ impl S3 for S3Head {
         let (crc32, crc32c, crc64, sha1, sha256) = checksum_fields!(&info.checksums);
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(etag(&info)),
+            checksum_type: checksum_type(&info.checksums),
             checksum_crc32: crc32,
             checksum_crc32c: crc32c,
             checksum_crc64nvme: crc64,
@@ -338,14 +374,7 @@ impl S3 for S3Head {
                 if_unmodified_since: i.if_unmodified_since.as_ref(),
             },
         )?;
-        if let Some(pn) = i.part_number {
-            if !(pn == 1 && info.parts_count <= 1) {
-                return Err(s3_error!(
-                    NotImplemented,
-                    "GET by part number is supported only for part 1 of single-part objects"
-                ));
-            }
-        }
+        check_part_number(i.part_number, info)?;
         let (len, content_range) = match got.range {
             Some((a, b)) => (b - a + 1, Some(format!("bytes {a}-{b}/{}", info.size))),
             None => (info.size, None),
@@ -379,8 +408,14 @@ impl S3 for S3Head {
                 .or_else(|| p.content_disposition.clone()),
             cache_control: i.response_cache_control.or_else(|| p.cache_control.clone()),
             expires: i.response_expires.or_else(|| expires(p)),
-            parts_count: (info.parts_count > 1).then_some(info.parts_count as i32),
+            parts_count: (info.parts_count > 1 || i.part_number.is_some())
+                .then_some(info.parts_count as i32),
             tag_count: (!info.tags.is_empty()).then_some(info.tags.len() as i32),
+            checksum_type: if want_sums {
+                checksum_type(&info.checksums)
+            } else {
+                None
+            },
             checksum_crc32: crc32,
             checksum_crc32c: crc32c,
             checksum_crc64nvme: crc64,
@@ -435,8 +470,9 @@ impl S3 for S3Head {
         let empty = Vec::new();
         let (crc32, crc32c, crc64, sha1, sha256) =
             checksum_fields!(if want_sums { &info.checksums } else { &empty });
+        check_part_number(i.part_number, &info)?;
         let p = &info.props;
-        Ok(S3Response::new(HeadObjectOutput {
+        let mut resp = S3Response::new(HeadObjectOutput {
             accept_ranges: Some("bytes".to_owned()),
             content_length: Some(len as i64),
             content_range,
@@ -455,14 +491,27 @@ impl S3 for S3Head {
                 .or_else(|| p.content_disposition.clone()),
             cache_control: i.response_cache_control.or_else(|| p.cache_control.clone()),
             expires: i.response_expires.or_else(|| expires(p)),
-            parts_count: (info.parts_count > 1).then_some(info.parts_count as i32),
+            parts_count: (info.parts_count > 1 || i.part_number.is_some())
+                .then_some(info.parts_count as i32),
+            checksum_type: if want_sums {
+                checksum_type(&info.checksums)
+            } else {
+                None
+            },
             checksum_crc32: crc32,
             checksum_crc32c: crc32c,
             checksum_crc64nvme: crc64,
             checksum_sha1: sha1,
             checksum_sha256: sha256,
             ..Default::default()
-        }))
+        });
+        if !info.tags.is_empty() {
+            resp.headers.insert(
+                "x-amz-tagging-count",
+                http::HeaderValue::from(info.tags.len()),
+            );
+        }
+        Ok(resp)
     }
 
     async fn delete_object(
@@ -731,7 +780,7 @@ impl S3 for S3Head {
                     })
                     .collect(),
             ),
-            delimiter: i.delimiter.map(enc),
+            delimiter: i.delimiter.filter(|d| !d.is_empty()).map(enc),
             next_marker,
             encoding_type: i.encoding_type,
             ..Default::default()
@@ -799,7 +848,7 @@ impl S3 for S3Head {
                     })
                     .collect(),
             ),
-            delimiter: i.delimiter.map(enc),
+            delimiter: i.delimiter.filter(|d| !d.is_empty()).map(enc),
             encoding_type: i.encoding_type,
             start_after: i.start_after.map(enc),
             ..Default::default()
@@ -872,7 +921,7 @@ impl S3 for S3Head {
                     })
                     .collect(),
             ),
-            delimiter: i.delimiter.map(enc),
+            delimiter: i.delimiter.filter(|d| !d.is_empty()).map(enc),
             encoding_type: i.encoding_type,
             ..Default::default()
         }))
@@ -1170,7 +1219,13 @@ impl S3 for S3Head {
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let acct = account(&req)?;
         let i = req.input;
-        let cond = write_cond(i.if_match.as_ref(), i.if_none_match.as_ref())?;
+        let cond = write_cond(
+            self.store.as_ref(),
+            (&acct, &i.bucket, &i.key),
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+        )
+        .await?;
         let requested = i.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
         if requested.is_empty() {
             return Err(s3_error!(MalformedXML, "The XML you provided was not well-formed or did not validate against our published schema"));
@@ -1251,6 +1306,30 @@ impl S3 for S3Head {
             http::StatusCode::NO_CONTENT,
         ))
     }
+}
+
+/// `?partNumber=N`: part 1 of a single-part object is the whole object; a part beyond the
+/// object's parts is `InvalidPart`; the parts of multipart objects are not addressable yet.
+fn check_part_number(pn: Option<i32>, info: &ObjectInfo) -> S3Result<()> {
+    let Some(pn) = pn else { return Ok(()) };
+    if pn < 1 || pn as u32 > info.parts_count.max(1) {
+        return Err(s3_error!(
+            InvalidPart,
+            "The requested partnumber is not satisfiable"
+        ));
+    }
+    if info.parts_count > 1 {
+        return Err(s3_error!(
+            NotImplemented,
+            "GET by part number of a multipart object is not supported yet"
+        ));
+    }
+    Ok(())
+}
+
+/// `ChecksumType` to report with checksums: whole-object checksums are FULL_OBJECT.
+fn checksum_type(sums: &[(ChecksumAlgo, String)]) -> Option<ChecksumType> {
+    (!sums.is_empty()).then(|| ChecksumType::from_static(ChecksumType::FULL_OBJECT))
 }
 
 fn max_keys(m: Option<i32>) -> S3Result<usize> {
