@@ -27,7 +27,7 @@ use crate::records;
 /// Size of the segment file header.
 pub const SEG_HEADER: usize = 32;
 /// Size of a record header.
-pub const REC_HEADER: usize = 24;
+pub const REC_HEADER: usize = 32;
 const SEG_MAGIC: &[u8; 8] = b"CAIRNSLC";
 const SEG_VERSION: u32 = 1;
 const REC_MAGIC: u32 = u32::from_le_bytes(*b"SREC");
@@ -65,43 +65,91 @@ fn check_segment_header(b: &[u8], seq: u64) -> bool {
     b.len() >= SEG_HEADER && b[..SEG_HEADER] == segment_header(seq)
 }
 
-fn record_crc(len: u32, id: u64, data: &[u8]) -> u32 {
-    let mut h = [0u8; 12];
-    h[0..4].copy_from_slice(&len.to_le_bytes());
-    h[4..12].copy_from_slice(&id.to_le_bytes());
-    crc32c::crc32c_append(crc32c::crc32c(&h), data)
+/// Data is checksummed in pieces of this size too, so that a range read
+/// verifies only the pieces it touches.
+pub const REC_PIECE: usize = 64 << 10;
+
+fn pieces(len: usize) -> usize {
+    len.div_ceil(REC_PIECE)
+}
+
+/// Bytes a record of `len` data bytes occupies in a segment.
+pub fn record_size(len: usize) -> usize {
+    REC_HEADER + 4 * pieces(len) + len
+}
+
+fn le32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// Appends one framed record to `buf`; returns the data crc.
 fn encode_record(buf: &mut BytesMut, id: u64, data: &[u8]) -> u32 {
-    let len = data.len() as u32;
-    let crc = record_crc(len, id, data);
-    buf.extend_from_slice(&REC_MAGIC.to_le_bytes());
-    buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&id.to_le_bytes());
-    buf.extend_from_slice(&crc.to_le_bytes());
-    buf.extend_from_slice(&[0u8; 4]);
+    let mut table = Vec::with_capacity(4 * pieces(data.len()));
+    for p in data.chunks(REC_PIECE) {
+        table.extend_from_slice(&crc32c::crc32c(p).to_le_bytes());
+    }
+    let data_crc = crc32c::crc32c(data);
+    let mut h = [0u8; REC_HEADER];
+    h[0..4].copy_from_slice(&REC_MAGIC.to_le_bytes());
+    h[4..8].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    h[8..16].copy_from_slice(&id.to_le_bytes());
+    h[16..20].copy_from_slice(&data_crc.to_le_bytes());
+    h[20..24].copy_from_slice(&crc32c::crc32c(&table).to_le_bytes());
+    let hc = crc32c::crc32c(&h[0..28]);
+    h[28..32].copy_from_slice(&hc.to_le_bytes());
+    buf.extend_from_slice(&h);
+    buf.extend_from_slice(&table);
     buf.extend_from_slice(data);
-    crc32c::crc32c(data)
+    data_crc
 }
 
-/// Parses the record at the start of `b`: `(id, data range)` if it is complete and verifies.
-fn parse_record(b: &[u8]) -> Option<(u64, std::ops::Range<usize>)> {
-    if b.len() < REC_HEADER {
+/// A verified record header and piece table.
+struct RecHead {
+    id: u64,
+    len: usize,
+    data_crc: u32,
+    table: Vec<u32>,
+}
+
+/// Parses and verifies the header and piece table at the start of `b`.
+fn parse_head(b: &[u8]) -> Option<RecHead> {
+    if b.len() < REC_HEADER || le32(b, 0)? != REC_MAGIC || crc32c::crc32c(&b[0..28]) != le32(b, 28)?
+    {
         return None;
     }
-    let magic = u32::from_le_bytes(b[0..4].try_into().ok()?);
-    let len = u32::from_le_bytes(b[4..8].try_into().ok()?);
+    let len = le32(b, 4)? as usize;
     let id = u64::from_le_bytes(b[8..16].try_into().ok()?);
-    let crc = u32::from_le_bytes(b[16..20].try_into().ok()?);
-    if magic != REC_MAGIC || b.len() < REC_HEADER + len as usize {
+    let n = pieces(len);
+    let table_bytes = b.get(REC_HEADER..REC_HEADER + 4 * n)?;
+    if crc32c::crc32c(table_bytes) != le32(b, 20)? {
         return None;
     }
-    let data = REC_HEADER..REC_HEADER + len as usize;
-    if record_crc(len, id, &b[data.clone()]) != crc {
+    let table = (0..n)
+        .map(|i| le32(table_bytes, 4 * i))
+        .collect::<Option<Vec<u32>>>()?;
+    Some(RecHead {
+        id,
+        len,
+        data_crc: le32(b, 16)?,
+        table,
+    })
+}
+
+/// Parses the record at the start of `b`: `(id, data range)` if it is
+/// complete and every checksum (header, table, pieces, whole data) holds.
+fn parse_record(b: &[u8]) -> Option<(u64, std::ops::Range<usize>)> {
+    let h = parse_head(b)?;
+    let start = REC_HEADER + 4 * h.table.len();
+    let data = b.get(start..start + h.len)?;
+    if crc32c::crc32c(data) != h.data_crc {
         return None;
     }
-    Some((id, data))
+    for (p, want) in data.chunks(REC_PIECE).zip(&h.table) {
+        if crc32c::crc32c(p) != *want {
+            return None;
+        }
+    }
+    Some((h.id, start..start + h.len))
 }
 
 /// A record found by scanning a segment.
@@ -328,12 +376,21 @@ impl Slc {
         }
     }
 
-    /// Reads and verifies the data of record `id` at `off` in segment `seq`,
-    /// falling back to the second mirror when the first fails.
-    pub async fn read(&self, seq: u64, off: u64, id: u64, len: u64) -> Result<Bytes> {
+    /// Reads and verifies bytes `range` of the data of record `id` (of `len`
+    /// bytes) at `off` in segment `seq`, falling back to the second mirror
+    /// when the first fails. Only the 64 KiB pieces the range touches are read
+    /// and verified.
+    pub async fn read(
+        &self,
+        seq: u64,
+        off: u64,
+        id: u64,
+        len: u64,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes> {
         let mut last = None;
         for copy in 0..2 {
-            match self.read_copy(copy, seq, off, id, len).await {
+            match self.read_copy(copy, seq, off, id, len, range.clone()).await {
                 Ok(b) => return Ok(b),
                 Err(e) => {
                     tracing::debug!(copy, seq, off, error = %e, "SLC copy read failed");
@@ -344,23 +401,59 @@ impl Slc {
         Err(last.unwrap_or_else(|| LayoutError::NotFound(format!("SLC record {id}"))))
     }
 
-    async fn read_copy(&self, copy: usize, seq: u64, off: u64, id: u64, len: u64) -> Result<Bytes> {
+    async fn read_copy(
+        &self,
+        copy: usize,
+        seq: u64,
+        off: u64,
+        id: u64,
+        len: u64,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes> {
         let path = self.shared.dirs[copy].join(segment_name(seq));
-        let f =
-            fs::File::open(&path).map_err(|e| LayoutError::io(path.display().to_string(), e))?;
-        let f = self.shared.io[copy].file(f);
-        let total = REC_HEADER + len as usize;
-        let b = f
-            .read_exact_at(off, total)
-            .await
-            .map_err(|e| LayoutError::io(path.display().to_string(), e))?;
-        match parse_record(&b) {
-            Some((rid, range)) if rid == id && range.len() as u64 == len => Ok(b.slice(range)),
-            _ => Err(LayoutError::Corruption(format!(
+        let bad = || {
+            LayoutError::Corruption(format!(
                 "SLC record {id} at {}:{off} does not verify",
                 path.display()
-            ))),
+            ))
+        };
+        let ctx = |e| LayoutError::io(path.display().to_string(), e);
+        let f = fs::File::open(&path).map_err(ctx)?;
+        let f = self.shared.io[copy].file(f);
+        let len = len as usize;
+        let head_len = REC_HEADER + 4 * pieces(len);
+        if len <= 4 * REC_PIECE {
+            // Small record: one read, full verification.
+            let b = f.read_exact_at(off, record_size(len)).await.map_err(ctx)?;
+            return match parse_record(&b) {
+                Some((rid, r)) if rid == id && r.len() == len => {
+                    Ok(b.slice(r.start + range.start as usize..r.start + range.end as usize))
+                }
+                _ => Err(bad()),
+            };
         }
+        let head = f.read_exact_at(off, head_len).await.map_err(ctx)?;
+        let h = parse_head(&head).ok_or_else(bad)?;
+        if h.id != id || h.len != len {
+            return Err(bad());
+        }
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let p0 = range.start as usize / REC_PIECE;
+        let p1 = (range.end as usize).div_ceil(REC_PIECE);
+        let a = p0 * REC_PIECE;
+        let b = (p1 * REC_PIECE).min(len);
+        let data = f
+            .read_exact_at(off + (head_len + a) as u64, b - a)
+            .await
+            .map_err(ctx)?;
+        for (i, p) in data.chunks(REC_PIECE).enumerate() {
+            if crc32c::crc32c(p) != h.table[p0 + i] {
+                return Err(bad());
+            }
+        }
+        Ok(data.slice(range.start as usize - a..range.end as usize - a))
     }
 
     /// Reads every verified record of a sealed segment, taking each record
@@ -403,7 +496,7 @@ impl Slc {
             }
             match found {
                 Some((id, data)) => {
-                    let n = REC_HEADER + data.len();
+                    let n = record_size(data.len());
                     out.push(ScannedRecord {
                         id,
                         off: off as u64,
@@ -562,12 +655,12 @@ async fn committer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
         match first {
             Msg::Seal(r) => seal = Some(r),
             Msg::Append { data, reply } => {
-                group_bytes += REC_HEADER + data.len();
+                group_bytes += record_size(data.len());
                 group.push((data, reply));
                 while group_bytes < MAX_GROUP_BYTES {
                     match rx.try_recv() {
                         Ok(Msg::Append { data, reply }) => {
-                            group_bytes += REC_HEADER + data.len();
+                            group_bytes += record_size(data.len());
                             group.push((data, reply));
                         }
                         Ok(Msg::Seal(r)) => {
@@ -650,7 +743,7 @@ async fn commit_group(
         a.next_idx += 1;
         let crc = encode_record(&mut buf, id, data);
         placed.push((id, off, data.len() as u64, crc));
-        off += (REC_HEADER + data.len()) as u64;
+        off += record_size(data.len()) as u64;
     }
     let buf = buf.freeze();
     let w0 = a.files[0].write_all_at(a.off, buf.clone());

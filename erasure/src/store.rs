@@ -363,11 +363,9 @@ impl DataStore {
                 return Ok(Bytes::new());
             }
             let res = match &rec.loc {
-                ExtentLoc::Slc { seq, off } => self
-                    .slc
-                    .read(*seq, *off, id.0, rec.len)
-                    .await
-                    .map(|b| b.slice(offset as usize..end as usize)),
+                ExtentLoc::Slc { seq, off } => {
+                    self.slc.read(*seq, *off, id.0, rec.len, offset..end).await
+                }
                 ExtentLoc::Chunks(chunks) => self.read_chunks(chunks, offset, end).await,
             };
             match res {
