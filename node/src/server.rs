@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use cairn_erasure::{DataStore, LayoutConfig, LayoutError};
 use cairn_metadata::{Db, Options};
+use cairn_protocols::blob::{serve as serve_blob, BlobHead};
 use cairn_protocols::s3::{build_service, serve as serve_s3, S3Settings};
 use cairn_protocols::store::ObjectStore;
 use tokio::net::TcpListener;
@@ -106,11 +107,13 @@ pub async fn run(cfg: Config) -> Result<(), ServeError> {
     ));
 
     let s3_listener = bind("S3", cfg.s3_addr).await?;
+    let blob_listener = bind("Blob", cfg.blob_addr).await?;
     let admin_listener = bind("admin", cfg.admin_addr).await?;
     let s3_addr = s3_listener.local_addr().unwrap_or(cfg.s3_addr);
+    let blob_addr = blob_listener.local_addr().unwrap_or(cfg.blob_addr);
     let admin_addr = admin_listener.local_addr().unwrap_or(cfg.admin_addr);
 
-    print_banner(&cfg, s3_addr, admin_addr, recovered);
+    print_banner(&cfg, s3_addr, blob_addr, admin_addr, recovered);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -125,6 +128,11 @@ pub async fn run(cfg: Config) -> Result<(), ServeError> {
         },
     );
     let s3_task = tokio::spawn(serve_s3(s3_listener, service, stopped(stop_rx.clone())));
+    let blob_task = tokio::spawn(serve_blob(
+        blob_listener,
+        BlobHead::new(engine.clone()),
+        stopped(stop_rx.clone()),
+    ));
     let admin = Arc::new(Admin {
         engine: engine.clone(),
         metrics: metrics.clone(),
@@ -158,6 +166,7 @@ pub async fn run(cfg: Config) -> Result<(), ServeError> {
     println!("cairn: shutting down");
     let _ = stop_tx.send(true);
     let _ = s3_task.await;
+    let _ = blob_task.await;
     let _ = admin_task.await;
     let _ = expiry_task.await;
     ds.shutdown().await;
@@ -176,6 +185,7 @@ pub async fn run(cfg: Config) -> Result<(), ServeError> {
 fn print_banner(
     cfg: &Config,
     s3: std::net::SocketAddr,
+    blob: std::net::SocketAddr,
     admin: std::net::SocketAddr,
     recovered: Duration,
 ) {
@@ -194,8 +204,7 @@ fn print_banner(
             .unwrap_or("localhost")
     );
     println!(
-        "  Blob       {} (reserved; the Blob head is not part of this build yet)",
-        cfg.blob_addr
+        "  Blob       http://{blob}/<account>  (path-style; host-style as <account>.blob.<domain>)"
     );
     println!(
         "  peer       {} (reserved; not served yet — single node)",

@@ -74,6 +74,8 @@ pub struct Node {
     pub endpoint: String,
     /// S3 port.
     pub s3_port: u16,
+    /// Blob port.
+    pub blob_port: u16,
     /// Admin address.
     pub admin: SocketAddr,
     /// Data directory.
@@ -106,6 +108,7 @@ impl Node {
             child: None,
             endpoint: String::new(),
             s3_port: 0,
+            blob_port: 0,
             admin: "127.0.0.1:0".parse().expect("addr"),
             data_dir: data_dir.to_path_buf(),
             extra,
@@ -119,6 +122,7 @@ impl Node {
     fn spawn(&mut self) {
         for _attempt in 0..5 {
             let s3_port = free_port();
+            let blob_port = free_port();
             let admin_port = free_port();
             let log = std::fs::OpenOptions::new()
                 .create(true)
@@ -135,7 +139,7 @@ impl Node {
                 .arg("--admin-addr")
                 .arg(format!("127.0.0.1:{admin_port}"))
                 .arg("--blob-addr")
-                .arg(format!("127.0.0.1:{}", free_port()))
+                .arg(format!("127.0.0.1:{blob_port}"))
                 .arg("--peer-addr")
                 .arg(format!("127.0.0.1:{}", free_port()))
                 .args(&self.extra)
@@ -150,6 +154,7 @@ impl Node {
                 .expect("spawn cairn");
             self.child = Some(child);
             self.s3_port = s3_port;
+            self.blob_port = blob_port;
             self.endpoint = format!("http://127.0.0.1:{s3_port}");
             self.admin = format!("127.0.0.1:{admin_port}").parse().expect("addr");
             if self.wait_ready(Duration::from_secs(60)) {
@@ -170,7 +175,9 @@ impl Node {
                 }
             }
             if let Ok((200, _)) = http_request(self.admin, "GET", "/health") {
-                if TcpStream::connect(("127.0.0.1", self.s3_port)).is_ok() {
+                if TcpStream::connect(("127.0.0.1", self.s3_port)).is_ok()
+                    && TcpStream::connect(("127.0.0.1", self.blob_port)).is_ok()
+                {
                     return true;
                 }
             }
@@ -229,6 +236,10 @@ impl Node {
             ("AWS_SHARED_CREDENTIALS_FILE".into(), "/dev/null".into()),
             ("CAIRN_ENDPOINT".into(), self.endpoint.clone()),
             ("CAIRN_S3_PORT".into(), self.s3_port.to_string()),
+            (
+                "CAIRN_BLOB_ENDPOINT".into(),
+                format!("http://127.0.0.1:{}/{ACCESS_KEY}", self.blob_port),
+            ),
             ("CAIRN_ADMIN".into(), self.admin.to_string()),
         ]
     }

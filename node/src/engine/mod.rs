@@ -6,6 +6,7 @@
 //! of the new extents + `stage_release` of the replaced version's extents) → ack. Extents
 //! appended but never committed are dropped by the layout as orphans.
 
+pub mod blob;
 mod ingest;
 pub mod keys;
 mod list;
@@ -221,6 +222,25 @@ impl Engine {
         self.write(batch).await?;
         drop(pending);
         Ok(rec.info(key))
+    }
+
+    /// Resolves `range` against `rec` and streams those bytes (all of them without a range).
+    fn read_object(
+        &self,
+        rec: &ObjectRec,
+        range: Option<RangeSpec>,
+    ) -> StoreResult<(Option<(u64, u64)>, ByteStream)> {
+        let resolved = match range {
+            Some(spec) => Some(spec.resolve(rec.size).ok_or(StoreError::InvalidRange)?),
+            None => None,
+        };
+        let (a, b) = match resolved {
+            Some(x) => x,
+            None if rec.size == 0 => (1, 0),
+            None => (0, rec.size - 1),
+        };
+        let body = readpath::read_range(self.ds.clone(), rec.segments.clone(), a, b);
+        Ok((resolved, body))
     }
 
     /// Reads an object's bytes (a range) into a stream for copying.
@@ -524,16 +544,7 @@ impl ObjectStore for Engine {
         let t = Instant::now();
         let r = (|| {
             let rec = self.object_rec(account, bucket, key)?;
-            let resolved = match range {
-                Some(spec) => Some(spec.resolve(rec.size).ok_or(StoreError::InvalidRange)?),
-                None => None,
-            };
-            let (a, b) = match resolved {
-                Some(x) => x,
-                None if rec.size == 0 => (1, 0),
-                None => (0, rec.size - 1),
-            };
-            let body = readpath::read_range(self.ds.clone(), rec.segments.clone(), a, b);
+            let (resolved, body) = self.read_object(&rec, range)?;
             Ok(GetResult {
                 info: rec.info(key),
                 range: resolved,

@@ -996,8 +996,7 @@ impl<'a> Ctx<'a> {
                 check,
                 &self.write(),
             )
-            .await
-            .map_err(digest_error)?;
+            .await?;
         Ok(Reply::new(StatusCode::CREATED)
             .header("etag", etag_header(&info.etag))
             .header("last-modified", http_date(info.object.last_modified))
@@ -1024,8 +1023,7 @@ impl<'a> Ctx<'a> {
                 check,
                 self.lease_id().as_deref(),
             )
-            .await
-            .map_err(digest_error)?;
+            .await?;
         Ok(Reply::new(StatusCode::CREATED)
             .header_opt("content-md5", md5.as_ref().map(md5_b64))
             .header_opt("x-ms-content-crc64", self.h("x-ms-content-crc64"))
@@ -1465,15 +1463,6 @@ fn source_not_found(e: BlobError) -> BlobError {
             "CannotVerifyCopySource",
             "The specified copy source blob does not exist.",
         )
-    } else {
-        e
-    }
-}
-
-/// Digest failures from the store name which digest failed; Azure has one code for each.
-fn digest_error(e: BlobError) -> BlobError {
-    if e.code == "Md5Mismatch" && e.message.contains("CRC64") {
-        BlobError::crc64_mismatch()
     } else {
         e
     }

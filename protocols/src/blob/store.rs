@@ -340,6 +340,7 @@ impl From<StoreError> for BlobError {
                 BlobError::invalid_block_list()
             }
             StoreError::PreconditionFailed => BlobError::condition_not_met(),
+            StoreError::BadDigest(m) if m.contains("CRC64") => BlobError::crc64_mismatch(),
             StoreError::BadDigest(_) => BlobError::md5_mismatch(),
             StoreError::InvalidDigest(m) => BlobError::invalid_header("Content-MD5", &m),
             StoreError::IncompleteBody(m) => {
