@@ -436,6 +436,10 @@ def test_multipart():
                 "InvalidPartOrder", 400)
         r = S3.complete_multipart_upload(Bucket=name, Key="big", UploadId=uid,
                                          MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e, _ in parts]})
+        # Completing again answers with the same object (S3 is idempotent here).
+        again = S3.complete_multipart_upload(Bucket=name, Key="big", UploadId=uid,
+                                             MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e, _ in parts]})
+        assert again["ETag"] == r["ETag"], again
         md5s = b"".join(m for _, _, m in parts)
         assert r["ETag"] == '"%s-%d"' % (hashlib.md5(md5s).hexdigest(), nparts), r["ETag"]
         hd = S3.head_object(Bucket=name, Key="big")

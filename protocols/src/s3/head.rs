@@ -1230,11 +1230,33 @@ impl S3 for S3Head {
         if requested.is_empty() {
             return Err(s3_error!(MalformedXML, "The XML you provided was not well-formed or did not validate against our published schema"));
         }
-        let staged = self
+        let staged = match self
             .store
             .list_parts(&acct, &i.bucket, &i.key, &i.upload_id)
             .await
-            .map_err(s3_err)?;
+        {
+            Ok(p) => p,
+            // Already completed? The store answers with the object that upload produced.
+            Err(crate::store::StoreError::NoSuchUpload(_)) => {
+                let ids = requested
+                    .iter()
+                    .map(|p| part_id(p.part_number.unwrap_or(0)))
+                    .collect();
+                let info = self
+                    .store
+                    .commit_upload(&acct, &i.bucket, &i.key, &i.upload_id, ids, cond)
+                    .await
+                    .map_err(s3_err)?;
+                return Ok(S3Response::new(CompleteMultipartUploadOutput {
+                    bucket: Some(i.bucket.clone()),
+                    key: Some(i.key.clone()),
+                    e_tag: Some(etag(&info)),
+                    location: Some(format!("/{}/{}", i.bucket, i.key)),
+                    ..Default::default()
+                }));
+            }
+            Err(e) => return Err(s3_err(e)),
+        };
         let mut ids = Vec::with_capacity(requested.len());
         let mut last = 0;
         for (idx, cp) in requested.iter().enumerate() {
