@@ -1,0 +1,234 @@
+//! Azure Blob requests (path-style `/<account>/<container>/<blob>`), signed with SharedKey
+//! through the server's own canonicalization, or authorized by a SAS token.
+
+use base64::Engine as _;
+use bytes::Bytes;
+use cairn_protocols::blob::auth::{string_to_sign_for, SignedRequest};
+use cairn_protocols::blob::sign::sign;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body_util::Full;
+
+use crate::http::{split_endpoint, uri_encode, HttpClient, Request, Response};
+use crate::s3::count;
+use crate::BenchError;
+
+/// The `x-ms-version` the client sends.
+pub const VERSION: &str = "2021-08-06";
+
+/// How requests are authorized.
+#[derive(Clone)]
+pub enum BlobAuth {
+    /// SharedKey with the account's decoded key.
+    SharedKey(Vec<u8>),
+    /// A SAS token appended to every URL (without the leading `?`).
+    Sas(String),
+}
+
+/// A container on one Blob endpoint.
+#[derive(Clone)]
+pub struct Blob {
+    http: HttpClient,
+    base: String,
+    host: String,
+    account: String,
+    container: String,
+    auth: BlobAuth,
+}
+
+impl Blob {
+    /// A client for `container` of `account` at `endpoint` (`http://host:port`).
+    /// `key_b64` is the account key as Azure prints it; `sas`, when given, is used instead.
+    pub fn new(
+        http: HttpClient,
+        endpoint: &str,
+        account: &str,
+        container: &str,
+        key_b64: &str,
+        sas: Option<&str>,
+    ) -> Result<Blob, BenchError> {
+        let (base, host) = split_endpoint(endpoint)?;
+        let auth = match sas {
+            Some(t) => BlobAuth::Sas(t.trim_start_matches('?').to_string()),
+            None => BlobAuth::SharedKey(
+                base64::engine::general_purpose::STANDARD
+                    .decode(key_b64.trim())
+                    .map_err(|e| BenchError::Config(format!("account key is not base64: {e}")))?,
+            ),
+        };
+        Ok(Blob {
+            http,
+            base,
+            host,
+            account: account.to_string(),
+            container: container.to_string(),
+            auth,
+        })
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        blob: Option<&str>,
+        query: &[(&str, &str)],
+        extra: &[(&'static str, String)],
+        body: Bytes,
+    ) -> Result<Request, BenchError> {
+        let mut path = format!(
+            "/{}/{}",
+            uri_encode(&self.account, false),
+            uri_encode(&self.container, false)
+        );
+        if let Some(b) = blob {
+            path.push('/');
+            path.push_str(&uri_encode(b, true));
+        }
+        let mut wire_query: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{}={}", uri_encode(k, false), uri_encode(v, false)))
+            .collect();
+        let mut headers = HeaderMap::new();
+        let hv = |s: &str| {
+            HeaderValue::from_str(s).map_err(|e| BenchError::Config(format!("header value: {e}")))
+        };
+        headers.insert(
+            "x-ms-date",
+            hv(&httpdate::fmt_http_date(std::time::SystemTime::now()))?,
+        );
+        headers.insert("x-ms-version", HeaderValue::from_static(VERSION));
+        if method == "PUT" || method == "POST" {
+            headers.insert("content-length", hv(&body.len().to_string())?);
+        }
+        for (k, v) in extra {
+            headers.insert(HeaderName::from_static(k), hv(v)?);
+        }
+        match &self.auth {
+            BlobAuth::SharedKey(key) => {
+                let decoded: Vec<(String, String)> = query
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                let req = SignedRequest {
+                    method,
+                    raw_path: &path,
+                    query: &decoded,
+                    headers: &headers,
+                    path_style: true,
+                };
+                let sts = string_to_sign_for(&req, &format!("/{}{path}", self.account));
+                let sig = sign(key, &sts);
+                headers.insert(
+                    "authorization",
+                    hv(&format!("SharedKey {}:{sig}", self.account))?,
+                );
+            }
+            BlobAuth::Sas(token) => wire_query.push(token.clone()),
+        }
+        headers.insert("host", hv(&self.host)?);
+        let uri = if wire_query.is_empty() {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}{path}?{}", self.base, wire_query.join("&"))
+        };
+        let mut req = http::Request::builder().method(method).uri(uri);
+        if let Some(h) = req.headers_mut() {
+            *h = headers;
+        }
+        Ok(req.body(Full::new(body))?)
+    }
+
+    async fn send(
+        &self,
+        op: &'static str,
+        method: &str,
+        blob: Option<&str>,
+        query: &[(&str, &str)],
+        extra: &[(&'static str, String)],
+        body: Bytes,
+    ) -> Result<Response, BenchError> {
+        let req = self.request(method, blob, query, extra, body)?;
+        self.http.send(req).await?.ok(op)
+    }
+
+    /// Creates the container; an existing container is fine.
+    pub async fn create_container(&self) -> Result<(), BenchError> {
+        let req = self.request("PUT", None, &[("restype", "container")], &[], Bytes::new())?;
+        let resp = self.http.send(req).await?;
+        if resp.status == 409 {
+            return Ok(());
+        }
+        resp.ok("create_container").map(|_| ())
+    }
+
+    /// Put Blob (block blob, single shot).
+    pub async fn put(&self, name: &str, body: Bytes) -> Result<(), BenchError> {
+        let extra = [("x-ms-blob-type", "BlockBlob".to_string())];
+        self.send("put", "PUT", Some(name), &[], &extra, body)
+            .await
+            .map(|_| ())
+    }
+
+    /// Get Blob, optionally of the inclusive byte range `range`.
+    pub async fn get(&self, name: &str, range: Option<(u64, u64)>) -> Result<Bytes, BenchError> {
+        let extra: Vec<(&'static str, String)> = range
+            .map(|(a, b)| vec![("x-ms-range", format!("bytes={a}-{b}"))])
+            .unwrap_or_default();
+        Ok(self
+            .send("get", "GET", Some(name), &[], &extra, Bytes::new())
+            .await?
+            .body)
+    }
+
+    /// One List Blobs page under `prefix`; returns the number of blobs on it.
+    pub async fn list(&self, prefix: &str) -> Result<usize, BenchError> {
+        let q = [
+            ("restype", "container"),
+            ("comp", "list"),
+            ("prefix", prefix),
+            ("maxresults", "1000"),
+        ];
+        let resp = self
+            .send("list", "GET", None, &q, &[], Bytes::new())
+            .await?;
+        Ok(count(&resp.body, b"<Blob>"))
+    }
+
+    /// Delete Blob.
+    pub async fn delete(&self, name: &str) -> Result<(), BenchError> {
+        self.send("delete", "DELETE", Some(name), &[], &[], Bytes::new())
+            .await
+            .map(|_| ())
+    }
+
+    /// The block id of block `n` (fixed length, as Azure requires).
+    pub fn block_id(n: usize) -> String {
+        base64::engine::general_purpose::STANDARD.encode(format!("block-{n:08}"))
+    }
+
+    /// Put Block; returns its block id.
+    pub async fn put_block(&self, name: &str, n: usize, body: Bytes) -> Result<String, BenchError> {
+        let id = Blob::block_id(n);
+        let q = [("comp", "block"), ("blockid", id.as_str())];
+        self.send("put_block", "PUT", Some(name), &q, &[], body)
+            .await?;
+        Ok(id)
+    }
+
+    /// Put Block List committing `ids` in order.
+    pub async fn put_block_list(&self, name: &str, ids: &[String]) -> Result<(), BenchError> {
+        let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
+        for id in ids {
+            xml.push_str(&format!("<Latest>{id}</Latest>"));
+        }
+        xml.push_str("</BlockList>");
+        self.send(
+            "put_block_list",
+            "PUT",
+            Some(name),
+            &[("comp", "blocklist")],
+            &[],
+            Bytes::from(xml),
+        )
+        .await
+        .map(|_| ())
+    }
+}
