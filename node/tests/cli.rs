@@ -111,6 +111,8 @@ fn config_file_env_and_flags_then_admin_cli_then_sigterm() {
         .arg(&cfg)
         .arg("--s3-addr")
         .arg(format!("127.0.0.1:{s3}")) // flag beats the file
+        .arg("--blob-addr")
+        .arg(format!("127.0.0.1:{}", free_port()))
         .env("CAIRN_DATA_DIR", dir.path().join("data")) // env beats the default
         .env("CAIRN_REGION", "env-region") // env beats the file
         .env("CAIRN_LOG", "warn")
