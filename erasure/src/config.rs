@@ -40,6 +40,10 @@ pub struct LayoutConfig {
     pub worker_tick: Duration,
     /// Threads per device in the threaded I/O backend.
     pub threads_per_device: usize,
+    /// Data reduction in the migration worker (FastCDC, dedup, similarity,
+    /// zstd); `None` stores fixed-size raw chunks of `chunk_bytes`. Used by
+    /// [`crate::DataStore::open`] when no reducer is passed explicitly.
+    pub reduction: Option<crate::reduction::ReductionConfig>,
 }
 
 impl LayoutConfig {
@@ -61,6 +65,7 @@ impl LayoutConfig {
             chunk_bytes: 128 << 10,
             worker_tick: Duration::from_millis(500),
             threads_per_device: 2,
+            reduction: Some(crate::reduction::ReductionConfig::default()),
         }
     }
 
@@ -102,6 +107,14 @@ impl LayoutConfig {
             || !(0.0..=1.0).contains(&self.reclaim_live_fraction)
         {
             return bad("slc_high_water and reclaim_live_fraction are fractions in 0..=1");
+        }
+        if let Some(r) = &self.reduction {
+            if r.min_chunk == 0 || r.min_chunk > r.avg_chunk || r.avg_chunk > r.max_chunk {
+                return bad("reduction chunk sizes must satisfy 0 < min <= avg <= max");
+            }
+            if !(1..=19).contains(&r.zstd_level) {
+                return bad("reduction zstd_level must be in 1..=19");
+            }
         }
         if self.threads_per_device == 0 {
             return bad("threads_per_device must be at least 1");

@@ -67,7 +67,9 @@ impl DataStore {
             let ExtentLoc::Chunks(list) = ext.loc else {
                 continue;
             };
-            for (cid, _) in list {
+            // A freed delta drops its reference on its base (one level: a base is never a delta).
+            let mut work: Vec<u64> = list.into_iter().map(|(cid, _)| cid).collect();
+            while let Some(cid) = work.pop() {
                 let cur = match chunks.get(&cid) {
                     Some(c) => c.clone(),
                     None => self.chunk_record(cid)?,
@@ -93,6 +95,9 @@ impl DataStore {
                     dead += c.stored_len as u64;
                     self.reducer.on_freed(&mut batch, cid);
                     chunks.insert(cid, None);
+                    if let Some(b) = c.base {
+                        work.push(b);
+                    }
                 } else {
                     chunks.insert(cid, Some(c));
                 }

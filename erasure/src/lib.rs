@@ -22,6 +22,7 @@ pub mod migrate;
 pub mod qlc;
 pub mod records;
 pub mod reduce;
+pub mod reduction;
 pub mod shard;
 mod sink;
 pub mod slc;
@@ -32,6 +33,7 @@ pub use config::LayoutConfig;
 pub use error::LayoutError;
 pub use io::IoBackend;
 pub use reduce::{FixedChunker, ReducedChunk, Reducer, ENCODING_RAW};
+pub use reduction::{ReductionConfig, SimilarityReducer};
 pub use stats::{
     DeviceStatus, LayoutCounters, LayoutStatus, RebuildProgress, RebuildReport, ScrubReport,
 };

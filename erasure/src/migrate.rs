@@ -120,18 +120,37 @@ impl DataStore {
     async fn migrate_group(&self, seqs: &[u64]) -> Result<()> {
         let mut sink = StripeSink::new(self);
         match self.migrate_into(seqs, &mut sink).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.reducer.on_committed();
+                Ok(())
+            }
             Err(e) => {
+                self.reducer.on_aborted();
                 sink.abort();
                 Err(e)
             }
         }
     }
 
+    /// Adds one reference to `chunk` (from this batch's records, else the store's).
+    fn add_chunk_ref(&self, chunks: &mut HashMap<u64, ChunkRecord>, chunk: u64) -> Result<()> {
+        let mut c = match chunks.remove(&chunk) {
+            Some(c) => c,
+            None => self.chunk_record(chunk)?.ok_or_else(|| {
+                LayoutError::NotFound(format!("reducer referenced chunk {chunk}"))
+            })?,
+        };
+        c.refcount = c.refcount.saturating_add(1);
+        chunks.insert(chunk, c);
+        Ok(())
+    }
+
     async fn migrate_into(&self, seqs: &[u64], sink: &mut StripeSink<'_>) -> Result<()> {
         let mut batch = WriteBatch::new();
         let mut chunks: HashMap<u64, ChunkRecord> = HashMap::new();
         let (mut extents, mut logical, mut orphans, mut freed) = (0u64, 0u64, 0u64, 0u64);
+        // Reduction accounting: logical bytes left after dedup, after similarity, stored.
+        let (mut after_dedup, mut after_sim, mut stored_bytes) = (0u64, 0u64, 0u64);
         for &seq in seqs {
             let recs = self.slc.scan(seq).await?;
             for r in recs {
@@ -156,15 +175,25 @@ impl DataStore {
                     )));
                 }
                 let reduced = self.reducer.reduce(&r.data, sink.max_chunk())?;
-                let mut list = Vec::with_capacity(reduced.len());
+                let mut list: Vec<(u64, u32)> = Vec::with_capacity(reduced.len());
                 let mut total = 0u64;
                 for c in reduced {
-                    match c {
+                    // A reference to an existing chunk (dedup) or to the base of a new delta.
+                    let (id, logical_len) = match c {
                         ReducedChunk::New {
                             logical_len,
                             encoding,
                             stored,
+                            base,
                         } => {
+                            if let Some(b) = base {
+                                self.add_chunk_ref(&mut chunks, b)?;
+                                after_sim += stored.len() as u64;
+                            } else {
+                                after_sim += logical_len as u64;
+                            }
+                            after_dedup += logical_len as u64;
+                            stored_bytes += stored.len() as u64;
                             let id = self.next_chunk.fetch_add(1, Ordering::SeqCst);
                             let at = sink.add(id, &stored).await?;
                             self.reducer.on_stored(&mut batch, id, &stored);
@@ -182,26 +211,32 @@ impl DataStore {
                                     row: at.row,
                                     offset: at.offset,
                                     block_bytes: at.block_bytes,
+                                    base,
                                 },
                             );
                             list.push((id, logical_len));
                             total += logical_len as u64;
+                            continue;
                         }
-                        ReducedChunk::Existing { chunk, logical_len } => {
-                            let mut c = match chunks.remove(&chunk) {
-                                Some(c) => c,
-                                None => self.chunk_record(chunk)?.ok_or_else(|| {
-                                    LayoutError::NotFound(format!(
-                                        "reducer referenced chunk {chunk}"
-                                    ))
-                                })?,
-                            };
-                            c.refcount = c.refcount.saturating_add(1);
-                            chunks.insert(chunk, c);
-                            list.push((chunk, logical_len));
-                            total += logical_len as u64;
+                        ReducedChunk::Existing { chunk, logical_len } => (chunk, logical_len),
+                        ReducedChunk::Repeat { index, logical_len } => {
+                            let (id, len) = *list.get(index).ok_or_else(|| {
+                                LayoutError::Corruption(format!(
+                                    "reducer repeated chunk {index} of {}",
+                                    list.len()
+                                ))
+                            })?;
+                            if len != logical_len {
+                                return Err(LayoutError::Corruption(
+                                    "reducer repeated a chunk with another length".into(),
+                                ));
+                            }
+                            (id, logical_len)
                         }
-                    }
+                    };
+                    self.add_chunk_ref(&mut chunks, id)?;
+                    list.push((id, logical_len));
+                    total += logical_len as u64;
                 }
                 if total != ext.len {
                     return Err(LayoutError::Corruption(format!(
@@ -255,6 +290,12 @@ impl DataStore {
         self.counters
             .orphans_dropped
             .fetch_add(orphans, Ordering::Relaxed);
+        let c = &self.counters;
+        c.reduce_after_dedup
+            .fetch_add(after_dedup, Ordering::Relaxed);
+        c.reduce_after_similarity
+            .fetch_add(after_sim, Ordering::Relaxed);
+        c.reduce_stored.fetch_add(stored_bytes, Ordering::Relaxed);
         self.counters
             .extents_freed
             .fetch_add(freed, Ordering::Relaxed);

@@ -244,7 +244,7 @@ impl DataStore {
                 Some(b) => b,
                 None => self.read_chunk_slow(id, rec.clone()).await?,
             };
-            let logical = self.reducer.decode(rec.encoding, stored, rec.logical_len)?;
+            let logical = self.decode_chunk(&rec, stored).await?;
             if logical.len() != rec.logical_len as usize || to > logical.len() {
                 return Err(LayoutError::Corruption(format!(
                     "chunk {id} decoded to {} bytes, expected {}",
@@ -255,6 +255,41 @@ impl DataStore {
             out.extend_from_slice(&logical[from..to]);
         }
         Ok(out.freeze())
+    }
+
+    /// The logical bytes of a chunk given its verified stored bytes; a delta
+    /// reads its base (from the reducer's cache when it holds it).
+    pub(crate) async fn decode_chunk(&self, rec: &ChunkRecord, stored: Bytes) -> Result<Bytes> {
+        let Some(base_id) = rec.base else {
+            return self.reducer.decode(rec.encoding, stored, rec.logical_len);
+        };
+        let base = match self.reducer.cached_logical(base_id) {
+            Some(b) => b,
+            None => {
+                let brec = self
+                    .chunk_record(base_id)?
+                    .ok_or_else(|| LayoutError::NotFound(format!("base chunk {base_id}")))?;
+                if brec.base.is_some() {
+                    return Err(LayoutError::Corruption(format!(
+                        "base chunk {base_id} is itself a delta"
+                    )));
+                }
+                let bstored = self.read_stored(base_id, &brec).await?;
+                let b = self
+                    .reducer
+                    .decode(brec.encoding, bstored, brec.logical_len)?;
+                if b.len() != brec.logical_len as usize {
+                    return Err(LayoutError::Corruption(format!(
+                        "base chunk {base_id} decoded to {} bytes, expected {}",
+                        b.len(),
+                        brec.logical_len
+                    )));
+                }
+                b
+            }
+        };
+        self.reducer
+            .decode_with_base(rec.encoding, stored, rec.logical_len, &base)
     }
 
     /// Submits the fast-path read of a chunk's stored bytes (one range on one device).

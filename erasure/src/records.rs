@@ -118,6 +118,9 @@ pub struct ChunkRecord {
     pub offset: u32,
     /// Block size of the stripe.
     pub block_bytes: u32,
+    /// The base chunk this chunk's encoding needs (a delta); this chunk holds
+    /// one reference on it. Encoded as an optional trailing u64.
+    pub base: Option<u64>,
 }
 
 /// `layout/stripe/<id>` value.
@@ -281,12 +284,15 @@ impl ChunkRecord {
             .u32(self.row)
             .u32(self.offset)
             .u32(self.block_bytes);
+        if let Some(b) = self.base {
+            w.u64(b);
+        }
         w.0
     }
     /// Parses a record.
     pub fn decode(b: &[u8]) -> Result<ChunkRecord> {
         let mut r = R::new(b, "chunk")?;
-        let c = ChunkRecord {
+        let mut c = ChunkRecord {
             refcount: r.u32()?,
             encoding: r.u8()?,
             logical_len: r.u32()?,
@@ -298,7 +304,11 @@ impl ChunkRecord {
             row: r.u32()?,
             offset: r.u32()?,
             block_bytes: r.u32()?,
+            base: None,
         };
+        if !r.b.is_empty() {
+            c.base = Some(r.u64()?);
+        }
         r.done()?;
         Ok(c)
     }
@@ -389,8 +399,15 @@ mod tests {
             row: 1,
             offset: 100,
             block_bytes: 1 << 20,
+            base: None,
         };
         assert_eq!(ChunkRecord::decode(&c.encode()).unwrap(), c);
+        let d = ChunkRecord {
+            base: Some(42),
+            ..c.clone()
+        };
+        assert_eq!(ChunkRecord::decode(&d.encode()).unwrap(), d);
+
         let s = StripeRecord {
             k: 4,
             m: 2,

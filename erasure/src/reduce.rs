@@ -1,8 +1,9 @@
 //! The reduction seam: the migration worker hands each extent's bytes to a
 //! [`Reducer`] and stores the chunks it returns. The default cuts fixed-size
-//! chunks and stores them raw; a later reducer (FastCDC, dedup, similarity,
-//! zstd) plugs in behind the same trait and may answer with references to
-//! existing chunks, which the worker refcounts.
+//! chunks and stores them raw; [`crate::reduction::SimilarityReducer`]
+//! (FastCDC, dedup, similarity, zstd) plugs in behind the same trait and may
+//! answer with references to existing chunks, which the worker refcounts,
+//! and with deltas against a base chunk, which hold a reference on the base.
 
 use bytes::Bytes;
 use cairn_metadata::WriteBatch;
@@ -23,6 +24,17 @@ pub enum ReducedChunk {
         encoding: u8,
         /// The bytes to store.
         stored: Bytes,
+        /// The base chunk a delta encoding needs to decode (never itself a
+        /// delta); the new chunk holds one reference on it while it lives.
+        base: Option<u64>,
+    },
+    /// The same bytes as the `New` chunk at position `index` of this answer
+    /// (dedup inside one extent); the worker adds one reference to it.
+    Repeat {
+        /// Position of the earlier `New` chunk in the returned list.
+        index: usize,
+        /// Its logical length.
+        logical_len: u32,
     },
     /// A reference to a chunk already stored (dedup); the worker adds one reference.
     Existing {
@@ -39,6 +51,23 @@ pub trait Reducer: Send + Sync + 'static {
     fn reduce(&self, extent: &Bytes, max_stored: usize) -> Result<Vec<ReducedChunk>>;
     /// Decodes the stored bytes of a chunk written with `encoding`.
     fn decode(&self, encoding: u8, stored: Bytes, logical_len: u32) -> Result<Bytes>;
+    /// Decodes a chunk that names a base chunk, given the base's logical bytes.
+    fn decode_with_base(
+        &self,
+        encoding: u8,
+        _stored: Bytes,
+        _logical_len: u32,
+        _base: &Bytes,
+    ) -> Result<Bytes> {
+        Err(LayoutError::Corruption(format!(
+            "chunk encoding {encoding} with a base is not known to this reducer"
+        )))
+    }
+    /// The logical bytes of `chunk` when the reducer holds them in memory
+    /// (lets reads of deltas skip reading their base).
+    fn cached_logical(&self, _chunk: u64) -> Option<Bytes> {
+        None
+    }
     /// Called by the migration worker once it has given a `New` chunk the id
     /// `chunk`. `batch` is the batch that will commit the chunk record: a
     /// reducer that keeps an index (fingerprints, similarity features) adds
@@ -47,6 +76,11 @@ pub trait Reducer: Send + Sync + 'static {
     /// Called by GC when a chunk's last reference goes, with the batch that
     /// deletes its record.
     fn on_freed(&self, _batch: &mut WriteBatch, _chunk: u64) {}
+    /// The migration batch that `on_stored` fed has committed.
+    fn on_committed(&self) {}
+    /// The migration failed before its batch committed: the chunks passed to
+    /// `on_stored` since the last commit do not exist.
+    fn on_aborted(&self) {}
 }
 
 /// The default reducer: fixed-size chunks, raw encoding, no sharing.
@@ -66,6 +100,7 @@ impl Reducer for FixedChunker {
                 logical_len: (end - off) as u32,
                 encoding: ENCODING_RAW,
                 stored: extent.slice(off..end),
+                base: None,
             });
             off = end;
         }
@@ -104,13 +139,16 @@ mod tests {
                     stored,
                     logical_len,
                     encoding,
+                    ..
                 } => {
                     assert_eq!(*logical_len as usize, stored.len());
                     joined.extend_from_slice(
                         &r.decode(*encoding, stored.clone(), *logical_len).unwrap(),
                     );
                 }
-                ReducedChunk::Existing { .. } => panic!("fixed chunker never dedups"),
+                ReducedChunk::Existing { .. } | ReducedChunk::Repeat { .. } => {
+                    panic!("fixed chunker never dedups")
+                }
             }
         }
         assert_eq!(chunks.len(), 4);

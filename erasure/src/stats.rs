@@ -40,6 +40,9 @@ pub struct Counters {
     pub(crate) stripes_written: AtomicU64,
     pub(crate) stripes_reclaimed: AtomicU64,
     pub(crate) extents_freed: AtomicU64,
+    pub(crate) reduce_after_dedup: AtomicU64,
+    pub(crate) reduce_after_similarity: AtomicU64,
+    pub(crate) reduce_stored: AtomicU64,
 }
 
 impl Counters {
@@ -102,6 +105,16 @@ pub struct LayoutCounters {
     pub stripes_reclaimed: u64,
     /// Extents freed by the GC worker.
     pub extents_freed: u64,
+    /// Reduction, cumulative over migrations: logical bytes in is
+    /// `migrated_bytes`; this is what is left of them after exact dedup.
+    pub reduced_after_dedup_bytes: u64,
+    /// What is left after similarity (a delta counts its encoded size).
+    pub reduced_after_similarity_bytes: u64,
+    /// What is left after compression: the stored bytes of the new chunks.
+    pub reduced_after_compression_bytes: u64,
+    /// Physical bytes on QLC for the live chunks, parity included
+    /// (`live_bytes * (k + m) / k`, for the configured geometry).
+    pub physical_live_bytes: u64,
 }
 
 impl Counters {
@@ -132,6 +145,10 @@ impl Counters {
             stripes_written: g(&self.stripes_written),
             stripes_reclaimed: g(&self.stripes_reclaimed),
             extents_freed: g(&self.extents_freed),
+            reduced_after_dedup_bytes: g(&self.reduce_after_dedup),
+            reduced_after_similarity_bytes: g(&self.reduce_after_similarity),
+            reduced_after_compression_bytes: g(&self.reduce_stored),
+            physical_live_bytes: 0,
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::error::{LayoutError, Result};
 use crate::io::{choose_backend, DeviceIo, IoBackend};
 use crate::records::{self, ExtentLoc, ExtentRecord, StripeRecord};
 use crate::reduce::{FixedChunker, Reducer};
+use crate::reduction::SimilarityReducer;
 use crate::slc::{Pin, Slc, SlcParams};
 use crate::stats::{Counters, DeviceStatus, LayoutCounters, LayoutStatus, RebuildSlot};
 
@@ -118,7 +119,8 @@ impl DataStore {
         Self::open_with_reducer(cfg, db, None).await
     }
 
-    /// Like [`DataStore::open`] with a custom [`Reducer`] (the default is fixed-size raw chunks).
+    /// Like [`DataStore::open`] with a custom [`Reducer`] (the default is
+    /// [`SimilarityReducer`] when `cfg.reduction` is set, else fixed-size raw chunks).
     pub async fn open_with_reducer(
         cfg: LayoutConfig,
         db: Arc<Db>,
@@ -248,14 +250,18 @@ impl DataStore {
                 remove_orphan_shards(q, i as u16, &stripes)?;
             }
         }
-        let reducer = reducer.unwrap_or_else(|| {
-            // Round the chunk size down so that a whole number of chunks fills a block payload.
-            let payload = cfg.shard_block_bytes as usize - crate::shard::BLOCK_HEADER;
-            let per_block = payload.div_ceil(cfg.chunk_bytes as usize);
-            Arc::new(FixedChunker {
-                chunk_bytes: payload / per_block,
-            })
-        });
+        let reducer: Arc<dyn Reducer> = match (reducer, &cfg.reduction) {
+            (Some(r), _) => r,
+            (None, Some(rc)) => Arc::new(SimilarityReducer::open(rc.clone(), &db)?),
+            (None, None) => {
+                // Round the chunk size down so that a whole number of chunks fills a block payload.
+                let payload = cfg.shard_block_bytes as usize - crate::shard::BLOCK_HEADER;
+                let per_block = payload.div_ceil(cfg.chunk_bytes as usize);
+                Arc::new(FixedChunker {
+                    chunk_bytes: payload / per_block,
+                })
+            }
+        };
         let store = Arc::new(DataStore {
             cfg,
             db,
@@ -449,6 +455,8 @@ impl DataStore {
             .iter()
             .map(|q| (q.slot.id.clone(), q.written.load(Ordering::Relaxed)))
             .collect();
+        let (k, m) = (self.cfg.data_shards as u128, self.cfg.parity_shards as u128);
+        c.physical_live_bytes = (c.live_bytes as u128 * (k + m) / k.max(1)) as u64;
         c
     }
 

@@ -1,0 +1,185 @@
+//! Per-chunk features: the similarity super-features (Odess-style sampling
+//! over a Gear rolling hash) and the "looks like an array of floats" test.
+
+/// Features per super-feature.
+pub const FEATURES_PER_SF: usize = 4;
+/// Super-features per chunk.
+pub const SUPER_FEATURES: usize = 3;
+const FEATURES: usize = FEATURES_PER_SF * SUPER_FEATURES;
+/// A position is sampled when the low bits of the Gear hash under this mask are zero (1 in 32).
+const SAMPLE_MASK: u64 = 0x1f << 40;
+
+/// The Gear table (splitmix64 of the byte value, fixed forever: super-features are not persisted,
+/// but changing the table would only cost similarity hits until bases are recycled).
+static GEAR: [u64; 256] = gear_table();
+
+const fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+const fn gear_table() -> [u64; 256] {
+    let mut t = [0u64; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = splitmix(0xC41A_0000 + i as u64);
+        i += 1;
+    }
+    t
+}
+
+/// The linear transforms (a, b) of the Odess features, one per feature.
+static TRANSFORMS: [(u64, u64); FEATURES] = transforms();
+
+const fn transforms() -> [(u64, u64); FEATURES] {
+    let mut t = [(0u64, 0u64); FEATURES];
+    let mut i = 0;
+    while i < FEATURES {
+        t[i] = (
+            splitmix(0x0DE5_5000 + i as u64) | 1,
+            splitmix(0xFEA7_0000 + i as u64),
+        );
+        i += 1;
+    }
+    t
+}
+
+/// The super-features of a chunk: each is a hash of [`FEATURES_PER_SF`]
+/// features; a feature is the maximum of one linear transform of the Gear
+/// hash over the sampled positions. Two chunks sharing one super-feature are
+/// very likely to share most of their content. `None` when no position was
+/// sampled (tiny or constant chunks).
+pub fn super_features(data: &[u8]) -> Option<[u64; SUPER_FEATURES]> {
+    let mut h = 0u64;
+    let mut max = [0u64; FEATURES];
+    let mut sampled = false;
+    for &b in data {
+        h = (h << 1).wrapping_add(GEAR[b as usize]);
+        if h & SAMPLE_MASK == 0 {
+            sampled = true;
+            for (m, (a, c)) in max.iter_mut().zip(TRANSFORMS.iter()) {
+                let v = h.wrapping_mul(*a).wrapping_add(*c);
+                if v > *m {
+                    *m = v;
+                }
+            }
+        }
+    }
+    if !sampled {
+        return None;
+    }
+    let mut sf = [0u64; SUPER_FEATURES];
+    for (i, s) in sf.iter_mut().enumerate() {
+        let mut x = 0x5F5F_0000 + i as u64;
+        for f in &max[i * FEATURES_PER_SF..(i + 1) * FEATURES_PER_SF] {
+            x = splitmix(x ^ f);
+        }
+        *s = x;
+    }
+    Some(sf)
+}
+
+/// Width in bytes of the float elements a chunk looks like it holds (4 for
+/// f32, 2 for f16/bf16), or `None`. The test samples the chunk and compares
+/// how many distinct values each byte lane takes: in an array of floats the
+/// lane holding sign and exponent takes few values, the low mantissa lanes many.
+pub fn float_width(data: &[u8]) -> Option<usize> {
+    const SAMPLE: usize = 4096;
+    if data.len() < 1024 {
+        return None;
+    }
+    let step = (data.len() / SAMPLE).max(1) * 4;
+    let mut seen = [[false; 256]; 4];
+    let mut n = 0usize;
+    let mut i = 0usize;
+    while i + 4 <= data.len() && n < SAMPLE {
+        for lane in 0..4 {
+            seen[lane][data[i + lane] as usize] = true;
+        }
+        n += 1;
+        i += step;
+    }
+    let distinct: Vec<usize> = seen
+        .iter()
+        .map(|s| s.iter().filter(|&&x| x).count())
+        .collect();
+    let limit = (n / 8).clamp(8, 96);
+    let busy = (n / 4).min(128);
+    // f32 little-endian: lane 3 holds sign and the high exponent bits.
+    if distinct[3] <= limit && distinct[0] >= busy && distinct[1] >= busy {
+        return Some(4);
+    }
+    // 16-bit floats: lanes 1 and 3 hold sign and exponent.
+    if distinct[1] <= limit && distinct[3] <= limit && distinct[0] >= busy && distinct[2] >= busy {
+        return Some(2);
+    }
+    None
+}
+
+/// Groups byte `j` of every `width`-byte element into plane `j` (the tail
+/// that is not a whole element is copied as is).
+pub fn to_planes(data: &[u8], width: usize, out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(data.len());
+    let n = data.len() / width;
+    for lane in 0..width {
+        out.extend(data[..n * width].iter().skip(lane).step_by(width));
+    }
+    out.extend_from_slice(&data[n * width..]);
+}
+
+/// Inverse of [`to_planes`].
+pub fn from_planes(planes: &[u8], width: usize) -> Vec<u8> {
+    let mut out = vec![0u8; planes.len()];
+    let n = planes.len() / width;
+    for lane in 0..width {
+        let src = &planes[lane * n..(lane + 1) * n];
+        for (i, &b) in src.iter().enumerate() {
+            out[i * width + lane] = b;
+        }
+    }
+    out[n * width..].copy_from_slice(&planes[n * width..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planes_round_trip() {
+        for len in [0usize, 1, 7, 8, 1001] {
+            let d: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
+            for w in [2, 4] {
+                let mut p = Vec::new();
+                to_planes(&d, w, &mut p);
+                assert_eq!(from_planes(&p, w), d);
+            }
+        }
+    }
+
+    #[test]
+    fn floats_are_detected_and_text_is_not() {
+        let f: Vec<u8> = (0..20000)
+            .flat_map(|i| (((i as f32) * 0.618).sin() * 0.05).to_le_bytes())
+            .collect();
+        assert_eq!(float_width(&f), Some(4));
+        let text = "the quick brown fox jumps over the lazy dog 0123456789 ".repeat(400);
+        assert_eq!(float_width(text.as_bytes()), None);
+    }
+
+    #[test]
+    fn similar_chunks_share_a_super_feature() {
+        let mut a: Vec<u8> = (0..32768u32)
+            .map(|i| (splitmix(i as u64) >> 7) as u8)
+            .collect();
+        let sa = super_features(&a).unwrap();
+        for i in (0..a.len()).step_by(4000) {
+            a[i] ^= 0x55;
+        }
+        let sb = super_features(&a).unwrap();
+        assert!(sa.iter().zip(sb.iter()).any(|(x, y)| x == y));
+    }
+}

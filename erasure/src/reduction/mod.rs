@@ -1,0 +1,423 @@
+//! Data reduction behind the [`Reducer`] seam: content-defined chunking
+//! (FastCDC), exact dedup on BLAKE3 fingerprints, similarity (delta against a
+//! base chunk found through super-features), and zstd compression with a
+//! byte-plane transform for arrays of floats. Runs only in the migration
+//! worker, never before an acknowledgement.
+//!
+//! Indexes:
+//! * fingerprint → chunk: persisted as `layout/rd/chunk/<id>` records written
+//!   in the same metadata batch as the chunk record ([`Reducer::on_stored`])
+//!   and deleted in the batch that deletes it ([`Reducer::on_freed`]), so it
+//!   is always consistent with the chunk records; loaded at open.
+//! * super-feature → base chunk: in memory, covering the chunks held in the
+//!   base cache (the logical bytes a delta is encoded against); rebuilt as
+//!   new chunks are stored.
+
+pub mod encode;
+pub mod features;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use cairn_metadata::{Db, WriteBatch};
+use parking_lot::Mutex;
+
+use crate::error::{LayoutError, Result};
+use crate::records;
+use crate::reduce::{ReducedChunk, Reducer, ENCODING_RAW};
+use encode::{ENCODING_DELTA, ENCODING_ZSTD, ENCODING_ZSTD_PLANES, ZSTD_DICT_MAGIC};
+use features::SUPER_FEATURES;
+
+/// Prefix of the fingerprint records: `layout/rd/chunk/<id u64 BE>` →
+/// `[version 1][blake3 of the logical bytes, 32 bytes]`.
+pub const RD_CHUNK_PREFIX: &[u8] = b"layout/rd/chunk/";
+const RD_VERSION: u8 = 1;
+
+/// Tuning of the [`SimilarityReducer`].
+#[derive(Clone, Debug)]
+pub struct ReductionConfig {
+    /// FastCDC minimum chunk size.
+    pub min_chunk: u32,
+    /// FastCDC average chunk size.
+    pub avg_chunk: u32,
+    /// FastCDC maximum chunk size (also capped by the worker's `max_stored`).
+    pub max_chunk: u32,
+    /// zstd level for compression and deltas.
+    pub zstd_level: i32,
+    /// Logical bytes of recent chunks kept in memory as delta bases (0 disables similarity).
+    pub base_cache_bytes: usize,
+    /// Try the float byte-plane transform on chunks that look like float arrays.
+    pub float_planes: bool,
+}
+
+impl Default for ReductionConfig {
+    fn default() -> Self {
+        ReductionConfig {
+            min_chunk: 8 << 10,
+            avg_chunk: 32 << 10,
+            max_chunk: 128 << 10,
+            zstd_level: 1,
+            base_cache_bytes: 256 << 20,
+            float_planes: true,
+        }
+    }
+}
+
+/// Per-stage counters of the reducer (cumulative, in the reducer's view).
+#[derive(Default, Debug)]
+pub struct ReductionStats {
+    /// Chunks produced by the chunker.
+    pub chunks: AtomicU64,
+    /// Chunks answered by dedup.
+    pub dedup_hits: AtomicU64,
+    /// Chunks stored as deltas.
+    pub delta_hits: AtomicU64,
+    /// Chunks stored with the float byte-plane transform.
+    pub plane_chunks: AtomicU64,
+    /// Chunks stored raw (compression did not shrink them).
+    pub raw_chunks: AtomicU64,
+}
+
+/// What `reduce` learned about a new chunk, handed to `on_stored`.
+struct Pending {
+    ptr: usize,
+    len: usize,
+    fp: [u8; 32],
+    /// Logical bytes and super-features when the chunk may serve as a base.
+    base: Option<(Bytes, [u64; SUPER_FEATURES])>,
+}
+
+#[derive(Default)]
+struct State {
+    fp: HashMap<[u8; 32], u64>,
+    by_chunk: HashMap<u64, [u8; 32]>,
+    sf: HashMap<u64, u64>,
+    cache: HashMap<u64, (Bytes, [u64; SUPER_FEATURES])>,
+    cache_order: VecDeque<u64>,
+    cache_bytes: usize,
+    queue: VecDeque<Pending>,
+    /// Chunks stored by the migration in progress (not yet committed).
+    uncommitted: Vec<u64>,
+}
+
+impl State {
+    fn forget(&mut self, chunk: u64) {
+        if let Some(fp) = self.by_chunk.remove(&chunk) {
+            if self.fp.get(&fp) == Some(&chunk) {
+                self.fp.remove(&fp);
+            }
+        }
+        self.uncache(chunk);
+    }
+
+    fn uncache(&mut self, chunk: u64) {
+        if let Some((b, sfs)) = self.cache.remove(&chunk) {
+            self.cache_bytes -= b.len();
+            for s in sfs {
+                if self.sf.get(&s) == Some(&chunk) {
+                    self.sf.remove(&s);
+                }
+            }
+        }
+    }
+
+    fn cache_base(&mut self, chunk: u64, bytes: Bytes, sfs: [u64; SUPER_FEATURES], budget: usize) {
+        if bytes.len() > budget {
+            return;
+        }
+        self.cache_bytes += bytes.len();
+        for s in sfs {
+            self.sf.insert(s, chunk);
+        }
+        self.cache.insert(chunk, (bytes, sfs));
+        self.cache_order.push_back(chunk);
+        while self.cache_bytes > budget {
+            let Some(old) = self.cache_order.pop_front() else {
+                break;
+            };
+            self.uncache(old);
+        }
+    }
+}
+
+/// The full reduction pipeline as a [`Reducer`].
+pub struct SimilarityReducer {
+    cfg: ReductionConfig,
+    state: Mutex<State>,
+    /// Per-stage counters.
+    pub stats: ReductionStats,
+}
+
+/// A chunk as the pipeline encoded it, before the index decides dedup.
+struct Encoded {
+    encoding: u8,
+    stored: Bytes,
+    base: Option<u64>,
+}
+
+impl SimilarityReducer {
+    /// A reducer with an empty index (for tests and benchmarks).
+    pub fn new(cfg: ReductionConfig) -> SimilarityReducer {
+        SimilarityReducer {
+            cfg,
+            state: Mutex::new(State::default()),
+            stats: ReductionStats::default(),
+        }
+    }
+
+    /// A reducer whose fingerprint index is loaded from `db` (the records
+    /// committed with the chunk records).
+    pub fn open(cfg: ReductionConfig, db: &Db) -> Result<SimilarityReducer> {
+        let r = SimilarityReducer::new(cfg);
+        {
+            let mut st = r.state.lock();
+            for item in db.scan_prefix(RD_CHUNK_PREFIX) {
+                let (k, v) = item?;
+                let Some(id) = records::id_from_key(RD_CHUNK_PREFIX, &k) else {
+                    continue;
+                };
+                if v.len() != 33 || v[0] != RD_VERSION {
+                    return Err(LayoutError::Corruption(format!(
+                        "fingerprint record of chunk {id} is malformed"
+                    )));
+                }
+                let mut fp = [0u8; 32];
+                fp.copy_from_slice(&v[1..]);
+                st.fp.insert(fp, id);
+                st.by_chunk.insert(id, fp);
+            }
+        }
+        Ok(r)
+    }
+
+    /// Number of fingerprints in the index.
+    pub fn indexed_chunks(&self) -> usize {
+        self.state.lock().fp.len()
+    }
+
+    /// The chunk boundaries FastCDC picks for `data` (lengths, in order).
+    pub fn cut(&self, data: &[u8], max_stored: usize) -> Vec<usize> {
+        let max = (self.cfg.max_chunk as usize).min(max_stored).max(64);
+        let avg = (self.cfg.avg_chunk as usize).clamp(256, max);
+        let min = (self.cfg.min_chunk as usize).clamp(64, avg);
+        fastcdc::v2020::FastCDC::new(data, min as u32, avg as u32, max as u32)
+            .map(|c| c.length)
+            .collect()
+    }
+
+    /// Compresses one chunk (no dedup, no similarity): the smallest of zstd,
+    /// the float byte-plane transform (where the chunk looks like floats) and raw.
+    pub fn compress_chunk(&self, logical: &Bytes, max_stored: usize) -> Result<(u8, Bytes)> {
+        let limit = logical.len().min(max_stored);
+        let mut best: Option<Vec<u8>> = None;
+        let mut best_enc = ENCODING_RAW;
+        let mut out = Vec::new();
+        encode::header(&mut out, logical);
+        if encode::compress_into(&mut out, logical, &[], self.cfg.zstd_level, limit)? {
+            best_enc = ENCODING_ZSTD;
+            best = Some(std::mem::take(&mut out));
+        }
+        if self.cfg.float_planes {
+            if let Some(w) = features::float_width(logical) {
+                let lim = best.as_ref().map_or(limit, |b| b.len());
+                if encode::planes_into(&mut out, logical, w, self.cfg.zstd_level, lim)? {
+                    best_enc = ENCODING_ZSTD_PLANES;
+                    best = Some(out);
+                }
+            }
+        }
+        match best {
+            Some(b) => Ok((best_enc, Bytes::from(b))),
+            None => Ok((ENCODING_RAW, logical.clone())),
+        }
+    }
+
+    fn encode_chunk(
+        &self,
+        logical: &Bytes,
+        sfs: Option<&[u64; SUPER_FEATURES]>,
+        max_stored: usize,
+    ) -> Result<Encoded> {
+        // Similarity: a cached base sharing a super-feature.
+        let base = match sfs {
+            Some(sfs) if self.cfg.base_cache_bytes > 0 => {
+                let st = self.state.lock();
+                sfs.iter()
+                    .find_map(|s| st.sf.get(s).copied())
+                    .and_then(|id| st.cache.get(&id).map(|(b, _)| (id, b.clone())))
+            }
+            _ => None,
+        };
+        let (enc, stored) = self.compress_chunk(logical, max_stored)?;
+        if let Some((id, b)) = base {
+            let limit = stored.len().min(max_stored);
+            let mut out = Vec::new();
+            encode::header(&mut out, logical);
+            if encode::compress_into(&mut out, logical, &b, self.cfg.zstd_level, limit)? {
+                return Ok(Encoded {
+                    encoding: ENCODING_DELTA,
+                    stored: Bytes::from(out),
+                    base: Some(id),
+                });
+            }
+        }
+        Ok(Encoded {
+            encoding: enc,
+            stored,
+            base: None,
+        })
+    }
+}
+
+impl Reducer for SimilarityReducer {
+    fn reduce(&self, extent: &Bytes, max_stored: usize) -> Result<Vec<ReducedChunk>> {
+        let lens = self.cut(extent, max_stored);
+        let mut out = Vec::with_capacity(lens.len());
+        let mut local: HashMap<[u8; 32], usize> = HashMap::new();
+        let mut pend = Vec::new();
+        let mut off = 0usize;
+        for len in lens {
+            let logical = extent.slice(off..off + len);
+            off += len;
+            self.stats.chunks.fetch_add(1, Ordering::Relaxed);
+            let fp: [u8; 32] = *blake3::hash(&logical).as_bytes();
+            if let Some(&chunk) = self.state.lock().fp.get(&fp) {
+                self.stats.dedup_hits.fetch_add(1, Ordering::Relaxed);
+                out.push(ReducedChunk::Existing {
+                    chunk,
+                    logical_len: len as u32,
+                });
+                continue;
+            }
+            if let Some(&index) = local.get(&fp) {
+                self.stats.dedup_hits.fetch_add(1, Ordering::Relaxed);
+                out.push(ReducedChunk::Repeat {
+                    index,
+                    logical_len: len as u32,
+                });
+                continue;
+            }
+            let sfs = if self.cfg.base_cache_bytes > 0 {
+                features::super_features(&logical)
+            } else {
+                None
+            };
+            let e = self.encode_chunk(&logical, sfs.as_ref(), max_stored)?;
+            match e.encoding {
+                ENCODING_DELTA => self.stats.delta_hits.fetch_add(1, Ordering::Relaxed),
+                ENCODING_ZSTD_PLANES => self.stats.plane_chunks.fetch_add(1, Ordering::Relaxed),
+                ENCODING_RAW => self.stats.raw_chunks.fetch_add(1, Ordering::Relaxed),
+                _ => 0,
+            };
+            // Chains stay one level deep: a delta is never a base.
+            let as_base = match (e.base, sfs) {
+                (None, Some(s)) if !logical.starts_with(&ZSTD_DICT_MAGIC) => Some((logical, s)),
+                _ => None,
+            };
+            local.insert(fp, out.len());
+            pend.push(Pending {
+                ptr: e.stored.as_ptr() as usize,
+                len: e.stored.len(),
+                fp,
+                base: as_base,
+            });
+            out.push(ReducedChunk::New {
+                logical_len: len as u32,
+                encoding: e.encoding,
+                stored: e.stored,
+                base: e.base,
+            });
+        }
+        let mut st = self.state.lock();
+        st.queue.clear();
+        st.queue.extend(pend);
+        Ok(out)
+    }
+
+    fn decode(&self, encoding: u8, stored: Bytes, logical_len: u32) -> Result<Bytes> {
+        if encoding == ENCODING_RAW {
+            if stored.len() != logical_len as usize {
+                return Err(LayoutError::Corruption(format!(
+                    "raw chunk of {} bytes, expected {logical_len}",
+                    stored.len()
+                )));
+            }
+            return Ok(stored);
+        }
+        Ok(Bytes::from(encode::decode(
+            encoding,
+            &stored,
+            logical_len,
+            None,
+        )?))
+    }
+
+    fn decode_with_base(
+        &self,
+        encoding: u8,
+        stored: Bytes,
+        logical_len: u32,
+        base: &Bytes,
+    ) -> Result<Bytes> {
+        Ok(Bytes::from(encode::decode(
+            encoding,
+            &stored,
+            logical_len,
+            Some(base),
+        )?))
+    }
+
+    fn cached_logical(&self, chunk: u64) -> Option<Bytes> {
+        self.state.lock().cache.get(&chunk).map(|(b, _)| b.clone())
+    }
+
+    fn on_stored(&self, batch: &mut WriteBatch, chunk: u64, stored: &Bytes) {
+        let mut st = self.state.lock();
+        let Some(p) = st.queue.pop_front() else {
+            return;
+        };
+        if p.ptr != stored.as_ptr() as usize || p.len != stored.len() {
+            // Not the chunk `reduce` described: index nothing rather than something wrong.
+            st.queue.clear();
+            return;
+        }
+        let mut v = Vec::with_capacity(33);
+        v.push(RD_VERSION);
+        v.extend_from_slice(&p.fp);
+        batch.put(rd_key(chunk), v);
+        st.fp.insert(p.fp, chunk);
+        st.by_chunk.insert(chunk, p.fp);
+        st.uncommitted.push(chunk);
+        if let Some((bytes, sfs)) = p.base {
+            st.cache_base(chunk, bytes, sfs, self.cfg.base_cache_bytes);
+        }
+    }
+
+    fn on_freed(&self, batch: &mut WriteBatch, chunk: u64) {
+        batch.delete(rd_key(chunk));
+        self.state.lock().forget(chunk);
+    }
+
+    fn on_committed(&self) {
+        let mut st = self.state.lock();
+        st.uncommitted.clear();
+        st.queue.clear();
+    }
+
+    fn on_aborted(&self) {
+        let mut st = self.state.lock();
+        let ids = std::mem::take(&mut st.uncommitted);
+        for id in ids {
+            st.forget(id);
+        }
+        st.queue.clear();
+    }
+}
+
+/// `layout/rd/chunk/<id>`.
+pub fn rd_key(chunk: u64) -> Vec<u8> {
+    let mut k = RD_CHUNK_PREFIX.to_vec();
+    k.extend_from_slice(&chunk.to_be_bytes());
+    k
+}

@@ -1,0 +1,263 @@
+//! Data reduction through the real `DataStore`: round trips of random and
+//! structured data, dedup across extents, deltas against bases, deletes in
+//! both orders giving the space back, and a restart that keeps the index.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cairn_erasure::{DataStore, ExtentId, ReductionConfig, SimilarityReducer};
+use common::*;
+use rand::{Rng, RngCore};
+
+fn log_lines(r: &mut impl RngCore, len: usize) -> Bytes {
+    let levels = ["INFO", "WARN", "DEBUG", "ERROR"];
+    let mut s = String::with_capacity(len + 200);
+    let mut t = 1_700_000_000u64;
+    while s.len() < len {
+        t += r.random_range(0..3);
+        s.push_str(&format!(
+            "{t} host-{:02} svc[{}]: {} request id={:016x} took {}ms status={}\n",
+            r.random_range(0..16),
+            r.random_range(1000..1100),
+            levels[r.random_range(0..4)],
+            r.next_u64(),
+            r.random_range(0..500),
+            [200, 200, 200, 404, 500][r.random_range(0..5)]
+        ));
+    }
+    s.truncate(len);
+    Bytes::from(s)
+}
+
+fn floats(r: &mut impl RngCore, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| (r.random_range(-1.0f32..1.0) * r.random_range(0.0f32..1.0)) * 0.05)
+        .collect()
+}
+
+fn f32_bytes(v: &[f32]) -> Bytes {
+    Bytes::from(v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
+}
+
+async fn store_with(
+    dir: &std::path::Path,
+) -> (
+    Arc<DataStore>,
+    Arc<cairn_metadata::Db>,
+    Arc<SimilarityReducer>,
+) {
+    let cfg = test_config(dir);
+    let db = open_db(dir);
+    let r = Arc::new(SimilarityReducer::open(ReductionConfig::default(), &db).unwrap());
+    let store = DataStore::open_with_reducer(cfg, db.clone(), Some(r.clone()))
+        .await
+        .unwrap();
+    (store, db, r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_and_structured_data_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db, r) = store_with(dir.path()).await;
+    let mut g = rng(1);
+    let mut all: Vec<(ExtentId, Bytes)> = Vec::new();
+    let datasets = vec![
+        random_bytes(&mut g, 700 << 10),
+        log_lines(&mut g, 900 << 10),
+        f32_bytes(&floats(&mut g, 200_000)),
+        Bytes::from(vec![0u8; 300 << 10]),
+        Bytes::from(vec![7u8; 1]),
+        Bytes::new(),
+        random_bytes(&mut g, 5000),
+    ];
+    for d in datasets {
+        all.push((put(&store, &db, d.clone()).await, d));
+    }
+    store.flush().await.unwrap();
+    verify_whole(&store, &all).await;
+    verify_all(&store, &all, 3).await;
+    let c = store.counters();
+    let logical: u64 = all.iter().map(|(_, d)| d.len() as u64).sum();
+    assert_eq!(c.migrated_bytes, logical);
+    assert!(c.reduced_after_dedup_bytes <= logical);
+    assert!(c.reduced_after_compression_bytes < logical * 3 / 4, "{c:?}");
+    assert!(c.physical_live_bytes >= c.live_bytes * 3 / 2);
+    assert!(
+        r.stats.plane_chunks.load(Ordering::Relaxed) > 0,
+        "floats used byte planes"
+    );
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_chunks_are_stored_once_across_extents() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db, r) = store_with(dir.path()).await;
+    let mut g = rng(2);
+    let shared = random_bytes(&mut g, 1 << 20);
+    let mut mixed = random_bytes(&mut g, 200 << 10).to_vec();
+    mixed.extend_from_slice(&shared);
+    let mixed = Bytes::from(mixed);
+    // Two "accounts" writing the same object, a third embedding it, and one
+    // extent that repeats the same content twice.
+    let mut doubled = shared.to_vec();
+    doubled.extend_from_slice(&shared);
+    let doubled = Bytes::from(doubled);
+    let a = put(&store, &db, shared.clone()).await;
+    store.flush().await.unwrap();
+    let b = put(&store, &db, shared.clone()).await;
+    let c = put(&store, &db, mixed.clone()).await;
+    let d = put(&store, &db, doubled.clone()).await;
+    store.flush().await.unwrap();
+    let all = vec![(a, shared.clone()), (b, shared), (c, mixed), (d, doubled)];
+    verify_whole(&store, &all).await;
+    verify_all(&store, &all, 4).await;
+    let live = store.counters().live_bytes;
+    // ~1 MiB shared + 200 KiB unique + the chunks around the seam.
+    assert!(live < (1 << 20) + (200 << 10) + (300 << 10), "live {live}");
+    assert!(r.stats.dedup_hits.load(Ordering::Relaxed) > 40);
+    for (id, _) in &all {
+        release(&store, &db, *id);
+    }
+    let s = store.clone();
+    assert!(wait_until(20, move || s.counters().live_bytes == 0).await);
+    assert_eq!(r.indexed_chunks(), 0, "freed chunks left the index");
+    store.shutdown().await;
+}
+
+/// A base and a version of it with scattered edits in every chunk.
+fn base_and_edit(seed: u64) -> (Bytes, Bytes) {
+    let mut g = rng(seed);
+    let base = log_lines(&mut g, 1 << 20);
+    let mut v = base.to_vec();
+    let mut i = 100;
+    while i < v.len() {
+        v[i] = b'#';
+        i += g.random_range(3000..9000);
+    }
+    (base, Bytes::from(v))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn similar_chunks_are_stored_as_deltas() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db, r) = store_with(dir.path()).await;
+    let (base, edited) = base_and_edit(3);
+    let a = put(&store, &db, base.clone()).await;
+    store.flush().await.unwrap();
+    let stored_base = store.counters().live_bytes;
+    let b = put(&store, &db, edited.clone()).await;
+    store.flush().await.unwrap();
+    let deltas = r.stats.delta_hits.load(Ordering::Relaxed);
+    assert!(deltas >= 10, "delta hits {deltas}");
+    let c = store.counters();
+    let stored_edit = c.live_bytes - stored_base;
+    assert!(
+        stored_edit * 4 < stored_base,
+        "edited version stored {stored_edit} vs base {stored_base}"
+    );
+    assert!(c.reduced_after_similarity_bytes < c.reduced_after_dedup_bytes);
+    let all = vec![(a, base), (b, edited)];
+    verify_whole(&store, &all).await;
+    verify_all(&store, &all, 5).await;
+    store.shutdown().await;
+}
+
+async fn deletes_give_space_back(base_first: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db, _r) = store_with(dir.path()).await;
+    let (base, edited) = base_and_edit(4);
+    let a = put(&store, &db, base.clone()).await;
+    store.flush().await.unwrap();
+    let b = put(&store, &db, edited.clone()).await;
+    store.flush().await.unwrap();
+    let full = store.counters().live_bytes;
+    let (first, second, keep) = if base_first {
+        (a, b, edited)
+    } else {
+        (b, a, base)
+    };
+    release(&store, &db, first);
+    let s = store.clone();
+    assert!(wait_until(20, move || s.counters().extents_freed == 1).await);
+    let after_one = store.counters().live_bytes;
+    if base_first {
+        // The bases stay while the deltas reference them.
+        assert_eq!(after_one, full, "bases retained");
+    } else {
+        assert!(after_one < full, "the deltas were freed");
+    }
+    // Reopen (empty base cache): reads decode deltas from bases on disk.
+    store.shutdown().await;
+    drop(store);
+    let cfg = test_config(dir.path());
+    let r2 = Arc::new(SimilarityReducer::open(ReductionConfig::default(), &db).unwrap());
+    let store = DataStore::open_with_reducer(cfg, db.clone(), Some(r2.clone()))
+        .await
+        .unwrap();
+    let left = vec![(second, keep)];
+    verify_whole(&store, &left).await;
+    verify_all(&store, &left, 6).await;
+    release(&store, &db, second);
+    let s = store.clone();
+    assert!(wait_until(20, move || s.counters().live_bytes == 0).await);
+    assert_eq!(r2.indexed_chunks(), 0);
+    assert_eq!(
+        db.scan_prefix(b"layout/chunk/").count(),
+        0,
+        "every chunk record is gone"
+    );
+    // Reclaim deletes the emptied stripes.
+    let s = store.clone();
+    assert!(wait_until(20, move || s.counters().dead_bytes == 0).await);
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_base_first_keeps_it_until_its_deltas_go() {
+    deletes_give_space_back(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_deltas_first_then_the_base() {
+    deletes_give_space_back(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_data_and_the_fingerprint_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path());
+    assert!(cfg.reduction.is_some(), "reduction is the default");
+    let db = open_db(dir.path());
+    let store = open_store(&cfg, &db).await;
+    let mut g = rng(9);
+    let data = log_lines(&mut g, 2 << 20);
+    let rand_data = random_bytes(&mut g, 1 << 20);
+    let a = put(&store, &db, data.clone()).await;
+    let b = put(&store, &db, rand_data.clone()).await;
+    store.flush().await.unwrap();
+    // Acknowledged but not yet migrated when the process goes away.
+    let c = put(&store, &db, rand_data.clone()).await;
+    let live = store.counters().live_bytes;
+    store.shutdown().await;
+    drop(store);
+    let store = open_store(&cfg, &db).await;
+    let all = vec![(a, data.clone()), (b, rand_data.clone()), (c, rand_data)];
+    verify_whole(&store, &all).await;
+    store.flush().await.unwrap();
+    let d = put(&store, &db, data.clone()).await;
+    store.flush().await.unwrap();
+    let mut all = all;
+    all.push((d, data));
+    verify_whole(&store, &all).await;
+    verify_all(&store, &all, 10).await;
+    assert_eq!(
+        store.counters().live_bytes,
+        live,
+        "after restart, re-written data deduplicated against the persisted index"
+    );
+    store.shutdown().await;
+}
