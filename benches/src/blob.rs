@@ -232,3 +232,48 @@ impl Blob {
         .map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sas_is_appended_instead_of_signing() {
+        let b = Blob::new(
+            HttpClient::new(1),
+            "http://127.0.0.1:1",
+            "acct",
+            "ctr",
+            "",
+            Some("?sv=2021-08-06&sig=abc%2B"),
+        )
+        .expect("client");
+        let req = b
+            .request(
+                "GET",
+                Some("a b/c"),
+                &[("comp", "block")],
+                &[],
+                Bytes::new(),
+            )
+            .expect("request");
+        assert_eq!(
+            req.uri().to_string(),
+            "http://127.0.0.1:1/acct/ctr/a%20b/c?comp=block&sv=2021-08-06&sig=abc%2B"
+        );
+        assert!(req.headers().get("authorization").is_none());
+    }
+
+    #[test]
+    fn shared_key_signs_with_the_account() {
+        let key = base64::engine::general_purpose::STANDARD.encode(b"secret");
+        let b =
+            Blob::new(HttpClient::new(1), "http://h:1", "acct", "ctr", &key, None).expect("client");
+        let req = b
+            .request("PUT", Some("x"), &[], &[], Bytes::from_static(b"data"))
+            .expect("request");
+        let auth = req.headers()["authorization"].to_str().expect("ascii");
+        assert!(auth.starts_with("SharedKey acct:"), "{auth}");
+        assert_eq!(req.headers()["content-length"], "4");
+    }
+}

@@ -65,14 +65,28 @@ impl Report {
 
     /// The table as text.
     pub fn table(&self) -> String {
+        let c = &self.config;
+        let fan = match self.workload {
+            Workload::Checkpoint => format!(
+                "writers/readers {}, parts in flight {}, part {}",
+                c.writers.unwrap_or(c.concurrency),
+                c.part_concurrency,
+                fmt_size(c.part_size)
+            ),
+            Workload::Model => format!(
+                "readers {}, parts in flight {}, part {}",
+                c.readers.unwrap_or(c.concurrency),
+                c.part_concurrency,
+                fmt_size(c.part_size)
+            ),
+            _ => format!("concurrency {}", c.concurrency),
+        };
         let mut s = format!(
-            "cairn-bench {} over {} at {}: size {}, concurrency {}, part {}\n",
+            "cairn-bench {} over {} at {}: size {}, {fan}\n",
             self.workload,
             self.target.protocol,
             self.target.endpoint,
-            fmt_size(self.config.size),
-            self.config.concurrency,
-            fmt_size(self.config.part_size),
+            fmt_size(c.size),
         );
         s.push_str(&format!(
             "{:<17} {:<18} {:>8} {:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
