@@ -55,7 +55,8 @@ pub struct LoadConfig {
     pub size: u64,
     /// Concurrent operations.
     pub concurrency: usize,
-    /// Time limit of the measured phase.
+    /// Time limit of the measured phase (seconds in JSON).
+    #[serde(serialize_with = "secs")]
     pub duration: Option<Duration>,
     /// Operation limit of the measured phase.
     pub count: Option<u64>,
@@ -76,6 +77,14 @@ pub struct LoadConfig {
     pub progress: bool,
     /// Leave the objects in place afterwards.
     pub keep: bool,
+}
+
+/// Serializes a duration as fractional seconds.
+fn secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
 }
 
 impl Default for LoadConfig {
