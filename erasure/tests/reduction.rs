@@ -261,3 +261,35 @@ async fn restart_keeps_data_and_the_fingerprint_index() {
     );
     store.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_versions_are_stored_as_plane_deltas() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db, r) = store_with(dir.path()).await;
+    let mut g = rng(12);
+    let mut w = floats(&mut g, 400_000);
+    let v0 = f32_bytes(&w);
+    // A dense update: every weight moves a little.
+    for x in w.iter_mut() {
+        *x -= *x * 1e-3 * g.random_range(-1.0f32..1.0);
+    }
+    let mut v1 = vec![0u8; 3];
+    v1.extend_from_slice(&f32_bytes(&w));
+    let v1 = Bytes::from(v1);
+    let a = put(&store, &db, v0.clone()).await;
+    store.flush().await.unwrap();
+    let first = store.counters().live_bytes;
+    let b = put(&store, &db, v1.clone()).await;
+    store.flush().await.unwrap();
+    assert!(r.stats.delta_hits.load(Ordering::Relaxed) > 0);
+    let second = store.counters().live_bytes - first;
+    assert!(second < first * 9 / 10, "second {second} vs first {first}");
+    let all = vec![(a, v0), (b, v1)];
+    verify_whole(&store, &all).await;
+    verify_all(&store, &all, 13).await;
+    release(&store, &db, a);
+    release(&store, &db, b);
+    let s = store.clone();
+    assert!(wait_until(20, move || s.counters().live_bytes == 0).await);
+    store.shutdown().await;
+}

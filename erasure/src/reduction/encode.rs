@@ -18,6 +18,10 @@ pub const ENCODING_ZSTD_PLANES: u8 = 2;
 /// bytes as a raw-content dictionary (the chunk record names the base).
 pub const ENCODING_DELTA: u8 = 3;
 
+/// zstd frame of the byte planes of a float chunk compressed with the byte
+/// planes of the base chunk's logical bytes as a raw-content dictionary.
+pub const ENCODING_DELTA_PLANES: u8 = 4;
+
 /// The zstd frame magic of a formatted dictionary: a base starting with it
 /// would be parsed as one, so such chunks are never used as bases.
 pub const ZSTD_DICT_MAGIC: [u8; 4] = 0xEC30_A437u32.to_le_bytes();
@@ -102,10 +106,11 @@ pub fn decode(
     let out = match encoding {
         ENCODING_ZSTD => decompress(body, &[], len)?,
         ENCODING_ZSTD_PLANES => {
-            let (&width, frame) = body.split_first().ok_or_else(|| {
+            let (&layout, frame) = body.split_first().ok_or_else(|| {
                 LayoutError::Corruption("plane-encoded chunk has no width".into())
             })?;
-            if width != 2 && width != 4 {
+            let (width, phase) = (layout & 0x0f, layout >> 4);
+            if (width != 2 && width != 4) || phase >= width {
                 return Err(LayoutError::Corruption(format!(
                     "plane-encoded chunk has width {width}"
                 )));
@@ -117,13 +122,35 @@ pub fn decode(
                     planes.len()
                 )));
             }
-            from_planes(&planes, width as usize)
+            from_planes(&planes, width as usize, phase as usize)
         }
         ENCODING_DELTA => {
             let base = base.ok_or_else(|| {
                 LayoutError::Corruption("delta chunk decoded without its base".into())
             })?;
             decompress(body, base, len)?
+        }
+        ENCODING_DELTA_PLANES => {
+            let base = base.ok_or_else(|| {
+                LayoutError::Corruption("delta chunk decoded without its base".into())
+            })?;
+            if body.len() < 2 {
+                return Err(LayoutError::Corruption(
+                    "plane delta chunk has no layout".into(),
+                ));
+            }
+            let (w, p) = parse_layout(body[0])?;
+            let (bw, bp) = parse_layout(body[1])?;
+            let mut dict = Vec::new();
+            to_planes(base, bw, bp, &mut dict);
+            let planes = decompress(&body[2..], &dict, len)?;
+            if planes.len() != len {
+                return Err(LayoutError::Corruption(format!(
+                    "plane delta chunk decoded to {} bytes, expected {len}",
+                    planes.len()
+                )));
+            }
+            from_planes(&planes, w, p)
         }
         e => {
             return Err(LayoutError::Corruption(format!(
@@ -139,18 +166,51 @@ pub fn decode(
     Ok(out)
 }
 
-/// Encodes `logical` as byte planes of `width`-byte elements; `false` when it
-/// would not be smaller than `limit`.
-pub fn planes_into(
+fn parse_layout(b: u8) -> Result<(usize, usize)> {
+    let (w, p) = ((b & 0x0f) as usize, (b >> 4) as usize);
+    if (w != 2 && w != 4) || p >= w {
+        return Err(LayoutError::Corruption(format!(
+            "plane-encoded chunk has layout {b:#x}"
+        )));
+    }
+    Ok((w, p))
+}
+
+/// Encodes `logical` (floats of `layout`) as a delta of its byte planes
+/// against the byte planes of `base` (floats of `base_layout`); `false`
+/// when it would not be smaller than `limit`.
+pub fn delta_planes_into(
     out: &mut Vec<u8>,
     logical: &[u8],
-    width: usize,
+    layout: (usize, usize),
+    base: &[u8],
+    base_layout: (usize, usize),
     level: i32,
     limit: usize,
 ) -> Result<bool> {
     let mut planes = Vec::new();
-    to_planes(logical, width, &mut planes);
+    to_planes(logical, layout.0, layout.1, &mut planes);
+    let mut dict = Vec::new();
+    to_planes(base, base_layout.0, base_layout.1, &mut dict);
     header(out, logical);
-    out.push(width as u8);
+    out.push(layout.0 as u8 | ((layout.1 as u8) << 4));
+    out.push(base_layout.0 as u8 | ((base_layout.1 as u8) << 4));
+    compress_into(out, &planes, &dict, level, limit)
+}
+
+/// Encodes `logical` as byte planes of `width`-byte elements starting at
+/// byte `phase`; `false` when it would not be smaller than `limit`.
+pub fn planes_into(
+    out: &mut Vec<u8>,
+    logical: &[u8],
+    width: usize,
+    phase: usize,
+    level: i32,
+    limit: usize,
+) -> Result<bool> {
+    let mut planes = Vec::new();
+    to_planes(logical, width, phase, &mut planes);
+    header(out, logical);
+    out.push(width as u8 | ((phase as u8) << 4));
     compress_into(out, &planes, &[], level, limit)
 }

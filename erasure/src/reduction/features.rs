@@ -52,6 +52,35 @@ const fn transforms() -> [(u64, u64); FEATURES] {
 /// very likely to share most of their content. `None` when no position was
 /// sampled (tiny or constant chunks).
 pub fn super_features(data: &[u8]) -> Option<[u64; SUPER_FEATURES]> {
+    super_features_with(data, FEATURES_PER_SF)
+}
+
+/// Salt of the super-features of float chunks (a separate key space).
+const FLOAT_SF_SALT: u64 = 0xF10A_7F10_A7F1_0A7F;
+
+/// The super-features of a chunk holding floats of `width` bytes starting at
+/// `phase`: computed over the plane of the bytes holding sign and exponent,
+/// which a dense training update leaves nearly unchanged while it changes
+/// every low mantissa byte; one feature per super-feature, since
+/// content-defined boundaries of two versions rarely line up.
+pub fn float_super_features(
+    data: &[u8],
+    width: usize,
+    phase: usize,
+) -> Option<[u64; SUPER_FEATURES]> {
+    let top: Vec<u8> = data
+        .get(phase + width - 1..)
+        .unwrap_or(&[])
+        .iter()
+        .step_by(width)
+        .copied()
+        .collect();
+    super_features_with(&top, 1).map(|s| s.map(|x| x ^ FLOAT_SF_SALT))
+}
+
+/// Super-features of `per_sf` features each (at most [`FEATURES_PER_SF`]).
+pub fn super_features_with(data: &[u8], per_sf: usize) -> Option<[u64; SUPER_FEATURES]> {
+    let per_sf = per_sf.clamp(1, FEATURES_PER_SF);
     let mut h = 0u64;
     let mut max = [0u64; FEATURES];
     let mut sampled = false;
@@ -73,7 +102,7 @@ pub fn super_features(data: &[u8]) -> Option<[u64; SUPER_FEATURES]> {
     let mut sf = [0u64; SUPER_FEATURES];
     for (i, s) in sf.iter_mut().enumerate() {
         let mut x = 0x5F5F_0000 + i as u64;
-        for f in &max[i * FEATURES_PER_SF..(i + 1) * FEATURES_PER_SF] {
+        for f in &max[i * FEATURES_PER_SF..i * FEATURES_PER_SF + per_sf] {
             x = splitmix(x ^ f);
         }
         *s = x;
@@ -81,11 +110,13 @@ pub fn super_features(data: &[u8]) -> Option<[u64; SUPER_FEATURES]> {
     Some(sf)
 }
 
-/// Width in bytes of the float elements a chunk looks like it holds (4 for
-/// f32, 2 for f16/bf16), or `None`. The test samples the chunk and compares
-/// how many distinct values each byte lane takes: in an array of floats the
-/// lane holding sign and exponent takes few values, the low mantissa lanes many.
-pub fn float_width(data: &[u8]) -> Option<usize> {
+/// The float layout a chunk looks like it holds: `(width, phase)` where
+/// width is 4 (f32) or 2 (f16/bf16) and the first whole element starts at
+/// byte `phase` of the chunk (content-defined chunks start anywhere), or
+/// `None`. The test samples the chunk and compares how many distinct values
+/// each byte lane takes: in an array of floats the lane holding sign and
+/// exponent takes few values, the low mantissa lanes many.
+pub fn float_layout(data: &[u8]) -> Option<(usize, usize)> {
     const SAMPLE: usize = 4096;
     if data.len() < 1024 {
         return None;
@@ -95,52 +126,64 @@ pub fn float_width(data: &[u8]) -> Option<usize> {
     let mut n = 0usize;
     let mut i = 0usize;
     while i + 4 <= data.len() && n < SAMPLE {
-        for lane in 0..4 {
-            seen[lane][data[i + lane] as usize] = true;
+        for (lane, s) in seen.iter_mut().enumerate() {
+            s[data[i + lane] as usize] = true;
         }
         n += 1;
         i += step;
     }
-    let distinct: Vec<usize> = seen
+    let d: Vec<usize> = seen
         .iter()
         .map(|s| s.iter().filter(|&&x| x).count())
         .collect();
     let limit = (n / 8).clamp(8, 96);
     let busy = (n / 4).min(128);
-    // f32 little-endian: lane 3 holds sign and the high exponent bits.
-    if distinct[3] <= limit && distinct[0] >= busy && distinct[1] >= busy {
-        return Some(4);
+    let low = (0..4).min_by_key(|&l| d[l]).unwrap_or(0);
+    if d[low] > limit {
+        return None;
     }
-    // 16-bit floats: lanes 1 and 3 hold sign and exponent.
-    if distinct[1] <= limit && distinct[3] <= limit && distinct[0] >= busy && distinct[2] >= busy {
-        return Some(2);
+    // 16-bit floats: lanes `low` and `low + 2` hold sign and exponent.
+    if d[(low + 2) % 4] <= limit && d[(low + 1) % 4] >= busy && d[(low + 3) % 4] >= busy {
+        return Some((2, (low + 1) % 2));
+    }
+    // f32 little-endian: the last byte of each element holds sign and high exponent bits.
+    if d[(low + 1) % 4] >= busy && d[(low + 2) % 4] >= busy {
+        return Some((4, (low + 1) % 4));
     }
     None
 }
 
-/// Groups byte `j` of every `width`-byte element into plane `j` (the tail
-/// that is not a whole element is copied as is).
-pub fn to_planes(data: &[u8], width: usize, out: &mut Vec<u8>) {
+/// Groups byte `j` of every `width`-byte element starting at byte `phase`
+/// into plane `j`; the `phase` bytes before and the tail that is not a whole
+/// element are copied as is (before and after the planes).
+pub fn to_planes(data: &[u8], width: usize, phase: usize, out: &mut Vec<u8>) {
     out.clear();
     out.reserve(data.len());
-    let n = data.len() / width;
+    let phase = phase.min(data.len());
+    out.extend_from_slice(&data[..phase]);
+    let body = &data[phase..];
+    let n = body.len() / width;
     for lane in 0..width {
-        out.extend(data[..n * width].iter().skip(lane).step_by(width));
+        out.extend(body[..n * width].iter().skip(lane).step_by(width));
     }
-    out.extend_from_slice(&data[n * width..]);
+    out.extend_from_slice(&body[n * width..]);
 }
 
 /// Inverse of [`to_planes`].
-pub fn from_planes(planes: &[u8], width: usize) -> Vec<u8> {
+pub fn from_planes(planes: &[u8], width: usize, phase: usize) -> Vec<u8> {
     let mut out = vec![0u8; planes.len()];
-    let n = planes.len() / width;
+    let phase = phase.min(planes.len());
+    out[..phase].copy_from_slice(&planes[..phase]);
+    let src_all = &planes[phase..];
+    let dst_all = &mut out[phase..];
+    let n = src_all.len() / width;
     for lane in 0..width {
-        let src = &planes[lane * n..(lane + 1) * n];
-        for (i, &b) in src.iter().enumerate() {
-            out[i * width + lane] = b;
+        let src = &src_all[lane * n..(lane + 1) * n];
+        for (d, &b) in dst_all.chunks_exact_mut(width).zip(src) {
+            d[lane] = b;
         }
     }
-    out[n * width..].copy_from_slice(&planes[n * width..]);
+    dst_all[n * width..].copy_from_slice(&src_all[n * width..]);
     out
 }
 
@@ -153,9 +196,11 @@ mod tests {
         for len in [0usize, 1, 7, 8, 1001] {
             let d: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
             for w in [2, 4] {
-                let mut p = Vec::new();
-                to_planes(&d, w, &mut p);
-                assert_eq!(from_planes(&p, w), d);
+                for phase in 0..w {
+                    let mut p = Vec::new();
+                    to_planes(&d, w, phase, &mut p);
+                    assert_eq!(from_planes(&p, w, phase), d);
+                }
             }
         }
     }
@@ -165,9 +210,11 @@ mod tests {
         let f: Vec<u8> = (0..20000)
             .flat_map(|i| (((i as f32) * 0.618).sin() * 0.05).to_le_bytes())
             .collect();
-        assert_eq!(float_width(&f), Some(4));
+        assert_eq!(float_layout(&f), Some((4, 0)));
+        assert_eq!(float_layout(&f[1..]), Some((4, 3)));
+        assert_eq!(float_layout(&f[3..]), Some((4, 1)));
         let text = "the quick brown fox jumps over the lazy dog 0123456789 ".repeat(400);
-        assert_eq!(float_width(text.as_bytes()), None);
+        assert_eq!(float_layout(text.as_bytes()), None);
     }
 
     #[test]

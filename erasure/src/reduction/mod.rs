@@ -26,7 +26,9 @@ use parking_lot::Mutex;
 use crate::error::{LayoutError, Result};
 use crate::records;
 use crate::reduce::{ReducedChunk, Reducer, ENCODING_RAW};
-use encode::{ENCODING_DELTA, ENCODING_ZSTD, ENCODING_ZSTD_PLANES, ZSTD_DICT_MAGIC};
+use encode::{
+    ENCODING_DELTA, ENCODING_DELTA_PLANES, ENCODING_ZSTD, ENCODING_ZSTD_PLANES, ZSTD_DICT_MAGIC,
+};
 use features::SUPER_FEATURES;
 
 /// Prefix of the fingerprint records: `layout/rd/chunk/<id u64 BE>` →
@@ -209,6 +211,20 @@ impl SimilarityReducer {
     /// Compresses one chunk (no dedup, no similarity): the smallest of zstd,
     /// the float byte-plane transform (where the chunk looks like floats) and raw.
     pub fn compress_chunk(&self, logical: &Bytes, max_stored: usize) -> Result<(u8, Bytes)> {
+        let layout = if self.cfg.float_planes {
+            features::float_layout(logical)
+        } else {
+            None
+        };
+        self.compress_with(logical, layout, max_stored)
+    }
+
+    fn compress_with(
+        &self,
+        logical: &Bytes,
+        layout: Option<(usize, usize)>,
+        max_stored: usize,
+    ) -> Result<(u8, Bytes)> {
         let limit = logical.len().min(max_stored);
         let mut best: Option<Vec<u8>> = None;
         let mut best_enc = ENCODING_RAW;
@@ -218,10 +234,10 @@ impl SimilarityReducer {
             best_enc = ENCODING_ZSTD;
             best = Some(std::mem::take(&mut out));
         }
-        if self.cfg.float_planes {
-            if let Some(w) = features::float_width(logical) {
+        {
+            if let Some((w, phase)) = layout {
                 let lim = best.as_ref().map_or(limit, |b| b.len());
-                if encode::planes_into(&mut out, logical, w, self.cfg.zstd_level, lim)? {
+                if encode::planes_into(&mut out, logical, w, phase, self.cfg.zstd_level, lim)? {
                     best_enc = ENCODING_ZSTD_PLANES;
                     best = Some(out);
                 }
@@ -237,6 +253,7 @@ impl SimilarityReducer {
         &self,
         logical: &Bytes,
         sfs: Option<&[u64; SUPER_FEATURES]>,
+        layout: Option<(usize, usize)>,
         max_stored: usize,
     ) -> Result<Encoded> {
         // Similarity: a cached base sharing a super-feature.
@@ -249,14 +266,35 @@ impl SimilarityReducer {
             }
             _ => None,
         };
-        let (enc, stored) = self.compress_chunk(logical, max_stored)?;
+        let (enc, stored) = self.compress_with(logical, layout, max_stored)?;
         if let Some((id, b)) = base {
             let limit = stored.len().min(max_stored);
             let mut out = Vec::new();
-            encode::header(&mut out, logical);
-            if encode::compress_into(&mut out, logical, &b, self.cfg.zstd_level, limit)? {
+            let base_layout = layout.and_then(|_| features::float_layout(&b));
+            let (encoding, ok) = match (layout, base_layout) {
+                (Some(l), Some(bl)) => (
+                    ENCODING_DELTA_PLANES,
+                    encode::delta_planes_into(
+                        &mut out,
+                        logical,
+                        l,
+                        &b,
+                        bl,
+                        self.cfg.zstd_level,
+                        limit,
+                    )?,
+                ),
+                _ => {
+                    encode::header(&mut out, logical);
+                    (
+                        ENCODING_DELTA,
+                        encode::compress_into(&mut out, logical, &b, self.cfg.zstd_level, limit)?,
+                    )
+                }
+            };
+            if ok {
                 return Ok(Encoded {
-                    encoding: ENCODING_DELTA,
+                    encoding,
                     stored: Bytes::from(out),
                     base: Some(id),
                 });
@@ -298,14 +336,21 @@ impl Reducer for SimilarityReducer {
                 });
                 continue;
             }
-            let sfs = if self.cfg.base_cache_bytes > 0 {
-                features::super_features(&logical)
+            let layout = if self.cfg.float_planes {
+                features::float_layout(&logical)
             } else {
                 None
             };
-            let e = self.encode_chunk(&logical, sfs.as_ref(), max_stored)?;
+            let sfs = match (self.cfg.base_cache_bytes > 0, layout) {
+                (false, _) => None,
+                (true, Some((w, p))) => features::float_super_features(&logical, w, p),
+                (true, None) => features::super_features(&logical),
+            };
+            let e = self.encode_chunk(&logical, sfs.as_ref(), layout, max_stored)?;
             match e.encoding {
-                ENCODING_DELTA => self.stats.delta_hits.fetch_add(1, Ordering::Relaxed),
+                ENCODING_DELTA | ENCODING_DELTA_PLANES => {
+                    self.stats.delta_hits.fetch_add(1, Ordering::Relaxed)
+                }
                 ENCODING_ZSTD_PLANES => self.stats.plane_chunks.fetch_add(1, Ordering::Relaxed),
                 ENCODING_RAW => self.stats.raw_chunks.fetch_add(1, Ordering::Relaxed),
                 _ => 0,
