@@ -6,8 +6,8 @@ pub const FEATURES_PER_SF: usize = 4;
 /// Super-features per chunk.
 pub const SUPER_FEATURES: usize = 3;
 const FEATURES: usize = FEATURES_PER_SF * SUPER_FEATURES;
-/// A position is sampled when the low bits of the Gear hash under this mask are zero (1 in 32).
-const SAMPLE_MASK: u64 = 0x1f << 40;
+/// A position is sampled when the bits of the Gear hash under this mask are zero (1 in 64).
+const SAMPLE_MASK: u64 = 0x3f << 40;
 
 /// The Gear table (splitmix64 of the byte value, fixed forever: super-features are not persisted,
 /// but changing the table would only cost similarity hits until bases are recycled).

@@ -35,6 +35,8 @@ use features::SUPER_FEATURES;
 /// `[version 1][blake3 of the logical bytes, 32 bytes]`.
 pub const RD_CHUNK_PREFIX: &[u8] = b"layout/rd/chunk/";
 const RD_VERSION: u8 = 1;
+/// Bytes of a float chunk compressed plainly to decide whether plain zstd may beat the planes.
+const PLAIN_SAMPLE: usize = 8 << 10;
 
 /// Tuning of the [`SimilarityReducer`].
 #[derive(Clone, Debug)]
@@ -229,18 +231,33 @@ impl SimilarityReducer {
         let mut best: Option<Vec<u8>> = None;
         let mut best_enc = ENCODING_RAW;
         let mut out = Vec::new();
-        encode::header(&mut out, logical);
-        if encode::compress_into(&mut out, logical, &[], self.cfg.zstd_level, limit)? {
-            best_enc = ENCODING_ZSTD;
-            best = Some(std::mem::take(&mut out));
+        let mut try_plain = true;
+        if let Some((w, phase)) = layout {
+            if encode::planes_into(&mut out, logical, w, phase, self.cfg.zstd_level, limit)? {
+                // Plain zstd gets a full try only where a sample says it may win.
+                let sample = &logical[..logical.len().min(PLAIN_SAMPLE)];
+                let mut probe = Vec::new();
+                encode::header(&mut probe, sample);
+                let plain_ok = encode::compress_into(
+                    &mut probe,
+                    sample,
+                    &[],
+                    self.cfg.zstd_level,
+                    usize::MAX,
+                )?;
+                try_plain = plain_ok
+                    && (probe.len() as f64 / sample.len() as f64)
+                        < (out.len() as f64 / logical.len() as f64);
+                best_enc = ENCODING_ZSTD_PLANES;
+                best = Some(std::mem::take(&mut out));
+            }
         }
-        {
-            if let Some((w, phase)) = layout {
-                let lim = best.as_ref().map_or(limit, |b| b.len());
-                if encode::planes_into(&mut out, logical, w, phase, self.cfg.zstd_level, lim)? {
-                    best_enc = ENCODING_ZSTD_PLANES;
-                    best = Some(out);
-                }
+        if try_plain {
+            let lim = best.as_ref().map_or(limit, |b| b.len());
+            encode::header(&mut out, logical);
+            if encode::compress_into(&mut out, logical, &[], self.cfg.zstd_level, lim)? {
+                best_enc = ENCODING_ZSTD;
+                best = Some(out);
             }
         }
         match best {
