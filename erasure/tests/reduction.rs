@@ -293,3 +293,145 @@ async fn checkpoint_versions_are_stored_as_plane_deltas() {
     assert!(wait_until(20, move || s.counters().live_bytes == 0).await);
     store.shutdown().await;
 }
+
+const CHILD_ENV: &str = "CAIRN_REDUCTION_CRASH_DIR";
+
+fn crash_cfg(root: &std::path::Path) -> cairn_erasure::LayoutConfig {
+    let mut cfg = test_config(root);
+    cfg.slc_segment_bytes = 1 << 20;
+    cfg.slc_high_water = 0.02;
+    cfg.migrate_after = std::time::Duration::from_millis(100);
+    cfg.reclaim_live_fraction = 0.7;
+    cfg.worker_tick = std::time::Duration::from_millis(20);
+    cfg
+}
+
+/// Extent contents for the crash test: exact copies of a few templates
+/// (dedup) and templates with seeded edits (deltas).
+fn crash_data(seed: u64) -> Bytes {
+    let t = seed % 4;
+    let base = log_lines(&mut rng(100 + t), 300 << 10);
+    if seed % 3 == 0 {
+        return base;
+    }
+    let mut v = base.to_vec();
+    let mut g = rng(seed);
+    let mut i = g.random_range(0..5000);
+    while i < v.len() {
+        v[i] = b'%';
+        i += g.random_range(2000..9000);
+    }
+    Bytes::from(v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reduction_crash_child_entry() {
+    // Only does something when started by `sigkill_during_reducing_migration_loses_nothing`.
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let root = std::path::PathBuf::from(dir);
+    let run: u64 = std::env::var("CAIRN_REDUCTION_CRASH_RUN")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let cfg = crash_cfg(&root);
+    let db = open_db(&root);
+    let store = open_store(&cfg, &db).await;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join("acks.log"))
+        .unwrap();
+    let mut g = rng(run);
+    let mut acked = Vec::new();
+    for i in 0u64.. {
+        let seed = (run << 32) | i;
+        let id = put(&store, &db, crash_data(seed)).await;
+        std::io::Write::write_all(&mut log, format!("ACK {} {seed}\n", id.0).as_bytes()).unwrap();
+        acked.push(id);
+        if acked.len() > 3 && g.random_bool(0.4) {
+            let victim = acked.swap_remove(g.random_range(0..acked.len()));
+            std::io::Write::write_all(&mut log, format!("REL {}\n", victim.0).as_bytes()).unwrap();
+            release(&store, &db, victim);
+        }
+        if i % 4 == 3 {
+            store.flush().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_reducing_migration_loses_nothing() {
+    let long = std::env::var("CAIRN_LONG").is_ok_and(|v| v == "1");
+    let kills = if long { 30 } else { 4 };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let exe = std::env::current_exe().unwrap();
+    let mut r = rng(77);
+    let mut verified = 0;
+    for run in 1..=kills {
+        let mut c = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "reduction_crash_child_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, &root)
+            .env("CAIRN_REDUCTION_CRASH_RUN", run.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(r.random_range(500..1500))).await;
+        assert!(c.try_wait().unwrap().is_none(), "child {run} exited early");
+        c.kill().unwrap(); // SIGKILL
+        c.wait().unwrap();
+        let log = std::fs::read_to_string(root.join("acks.log")).unwrap_or_default();
+        let mut acked = std::collections::BTreeMap::new();
+        for line in log.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            match f.as_slice() {
+                ["ACK", id, seed] => {
+                    if let (Ok(id), Ok(seed)) = (id.parse::<u64>(), seed.parse::<u64>()) {
+                        acked.insert(id, seed);
+                    }
+                }
+                ["REL", id] => {
+                    if let Ok(id) = id.parse::<u64>() {
+                        acked.remove(&id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let cfg = crash_cfg(&root);
+        let db = open_db(&root);
+        let store = open_store(&cfg, &db).await;
+        for (id, seed) in &acked {
+            let want = crash_data(*seed);
+            let got = store
+                .read(ExtentId(*id), 0, want.len() as u64)
+                .await
+                .unwrap_or_else(|e| panic!("run {run}: extent {id} unreadable: {e}"));
+            assert!(got == want, "run {run}: extent {id} corrupted");
+        }
+        verified = acked.len();
+        // Migrate what the child left in the buffer, then check again.
+        store.flush().await.unwrap();
+        for (id, seed) in acked.iter().take(20) {
+            let want = crash_data(*seed);
+            let got = store
+                .read(ExtentId(*id), 0, want.len() as u64)
+                .await
+                .unwrap();
+            assert!(got == want, "run {run}: extent {id} corrupted after flush");
+        }
+        store.shutdown().await;
+        drop(store);
+        drop(db);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(verified > 0);
+}
