@@ -311,7 +311,7 @@ fn crash_cfg(root: &std::path::Path) -> cairn_erasure::LayoutConfig {
 fn crash_data(seed: u64) -> Bytes {
     let t = seed % 4;
     let base = log_lines(&mut rng(100 + t), 300 << 10);
-    if seed % 3 == 0 {
+    if seed.is_multiple_of(3) {
         return base;
     }
     let mut v = base.to_vec();
