@@ -4,8 +4,10 @@
 //! - [`checksum`]: body digests and their verification, shared by every head.
 //! - [`s3`]: the S3 head on `s3s`.
 //! - [`blob`]: the Azure Blob head on hyper.
+//! - [`listen`]: the accept loop both heads serve on.
 
 pub mod blob;
 pub mod checksum;
+pub mod listen;
 pub mod s3;
 pub mod store;

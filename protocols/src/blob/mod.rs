@@ -23,8 +23,6 @@ use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use tokio::net::TcpListener;
 
 pub use error::BlobError;
@@ -59,42 +57,12 @@ impl BlobHead {
 /// Serves the Blob head on `listener` until `shutdown` resolves, then lets open requests
 /// finish (for at most 10 seconds).
 pub async fn serve(listener: TcpListener, head: BlobHead, shutdown: impl Future<Output = ()>) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            acc = listener.accept() => {
-                let (sock, peer) = match acc {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "blob accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = sock.set_nodelay(true);
-                let head = head.clone();
-                let svc = service_fn(move |req| {
-                    let head = head.clone();
-                    async move { Ok::<_, std::convert::Infallible>(head.handle(req, peer).await) }
-                });
-                let conn = ConnBuilder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(sock), svc)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "blob connection ended with error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {
-            tracing::warn!("blob connections still open after 10 s; closing");
-        }
-    }
+    let make = move |peer: SocketAddr| {
+        let head = head.clone();
+        service_fn(move |req| {
+            let head = head.clone();
+            async move { Ok::<_, std::convert::Infallible>(head.handle(req, peer).await) }
+        })
+    };
+    crate::listen::serve(listener, make, shutdown, "blob").await;
 }

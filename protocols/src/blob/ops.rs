@@ -520,29 +520,28 @@ impl<'a> Ctx<'a> {
 
     async fn lease_container(&self) -> Result<Reply, BlobError> {
         self.authorize(Access::WRITE_CONTAINER).await?;
-        let action = lease_action(self.headers)?;
-        let status = lease_status(&action);
+        let (action, status, write) = self.lease_request()?;
         let update = ContainerUpdate {
             lease: Some(action),
             ..Default::default()
-        };
-        let write = BlobWrite {
-            lease_id: None,
-            conditions: Conditions::from_headers(self.headers),
         };
         let (info, outcome) = self
             .store
             .update_container(self.account(), self.container()?, update, &write)
             .await?;
-        let outcome = outcome.unwrap_or(super::lease::LeaseOutcome {
-            id: None,
-            time_secs: None,
-        });
-        Ok(Reply::new(status)
-            .header("etag", etag_header(&info.etag))
-            .header("last-modified", http_date(info.last_modified))
-            .header_opt("x-ms-lease-id", outcome.id)
-            .header_opt("x-ms-lease-time", outcome.time_secs.map(|t| t.to_string())))
+        Ok(lease_reply(status, &info.etag, info.last_modified, outcome))
+    }
+
+    /// The lease action of a Lease Blob / Lease Container request, its success status, and
+    /// the conditions it runs under (a lease request carries its id in the action itself).
+    fn lease_request(&self) -> Result<(LeaseAction, StatusCode, BlobWrite), BlobError> {
+        let action = lease_action(self.headers)?;
+        let status = lease_status(&action);
+        let write = BlobWrite {
+            lease_id: None,
+            conditions: Conditions::from_headers(self.headers),
+        };
+        Ok((action, status, write))
     }
 
     async fn list_blobs(&self) -> Result<Reply, BlobError> {
@@ -1146,15 +1145,10 @@ impl<'a> Ctx<'a> {
 
     async fn lease_blob(&self) -> Result<Reply, BlobError> {
         self.authorize(Access::UPDATE_BLOB).await?;
-        let action = lease_action(self.headers)?;
-        let status = lease_status(&action);
+        let (action, status, write) = self.lease_request()?;
         let update = BlobUpdate {
             lease: Some(action),
             ..Default::default()
-        };
-        let write = BlobWrite {
-            lease_id: None,
-            conditions: Conditions::from_headers(self.headers),
         };
         let (info, outcome) = self
             .store
@@ -1166,15 +1160,12 @@ impl<'a> Ctx<'a> {
                 &write,
             )
             .await?;
-        let outcome = outcome.unwrap_or(super::lease::LeaseOutcome {
-            id: None,
-            time_secs: None,
-        });
-        Ok(Reply::new(status)
-            .header("etag", etag_header(&info.etag))
-            .header("last-modified", http_date(info.object.last_modified))
-            .header_opt("x-ms-lease-id", outcome.id)
-            .header_opt("x-ms-lease-time", outcome.time_secs.map(|t| t.to_string())))
+        Ok(lease_reply(
+            status,
+            &info.etag,
+            info.object.last_modified,
+            outcome,
+        ))
     }
 
     async fn apply_update(
@@ -1437,6 +1428,22 @@ fn write_blob_properties(w: &mut XmlWriter, b: &BlobInfo, now: SystemTime) {
         w.elem("TagCount", &o.tags.len().to_string());
     }
     w.close("Properties");
+}
+
+/// The answer to a lease request: the resource's ETag and Last-Modified, plus the lease id
+/// (acquire / renew / change) or the seconds left (break).
+fn lease_reply(
+    status: StatusCode,
+    etag: &str,
+    last_modified: SystemTime,
+    outcome: Option<super::lease::LeaseOutcome>,
+) -> Reply {
+    let (id, time_secs) = outcome.map_or((None, None), |o| (o.id, o.time_secs));
+    Reply::new(status)
+        .header("etag", etag_header(etag))
+        .header("last-modified", http_date(last_modified))
+        .header_opt("x-ms-lease-id", id)
+        .header_opt("x-ms-lease-time", time_secs.map(|t| t.to_string()))
 }
 
 fn lease_headers(reply: Reply, lease: &super::lease::Lease, now: SystemTime) -> Reply {

@@ -11,8 +11,6 @@ mod host;
 use std::future::Future;
 use std::sync::Arc;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
 
@@ -48,36 +46,5 @@ pub fn build_service(store: Arc<dyn ObjectStore>, settings: &S3Settings) -> S3Se
 /// Serves `service` on `listener` until `shutdown` resolves, then waits for open connections
 /// to finish their requests.
 pub async fn serve(listener: TcpListener, service: S3Service, shutdown: impl Future<Output = ()>) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            acc = listener.accept() => {
-                let (sock, peer) = match acc {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = sock.set_nodelay(true);
-                let svc = service.clone();
-                let conn = ConnBuilder::new(TokioExecutor::new()).serve_connection(TokioIo::new(sock), svc).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {
-            tracing::warn!("connections still open after 10 s; closing");
-        }
-    }
+    crate::listen::serve(listener, move |_peer| service.clone(), shutdown, "s3").await;
 }
