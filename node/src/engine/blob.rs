@@ -16,7 +16,8 @@
 //! list belongs to the object version with the same write time; an S3 overwrite leaves it
 //! stale, and stale side state is ignored.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::time::{Instant, SystemTime};
 
 use base64::Engine as _;
@@ -1137,15 +1138,39 @@ impl BlobStore for Engine {
             let snap = self.db.snapshot();
             let page = list::list(&snap, &keys::object_prefix(account, container), &query)
                 .map_err(StoreError::from)?;
+            // The side records of the page's blobs, read in one range scan (they sort like
+            // the object keys) rather than one lookup per blob — unless a delimiter rolled
+            // "directories" up, whose side records would lie inside that range too.
+            let mut sides: HashMap<String, BlobSide> = HashMap::new();
+            let contiguous = page.common_prefixes.is_empty();
+            if let (true, Some(first), Some(last)) =
+                (contiguous, page.objects.first(), page.objects.last())
+            {
+                let lo = side_key(account, container, &first.key);
+                let hi = side_key(account, container, &last.key);
+                let prefix_len = side_key(account, container, "").len();
+                for item in snap.range(
+                    Bound::Included(lo.as_slice()),
+                    Bound::Included(hi.as_slice()),
+                ) {
+                    let (k, v) = item.map_err(|e| StoreError::from(EngineError::Db(e)))?;
+                    let name = String::from_utf8_lossy(&k[prefix_len..]).into_owned();
+                    sides.insert(name, decode::<BlobSide>(&v).map_err(StoreError::from)?);
+                }
+            }
             let mut blobs = Vec::with_capacity(page.objects.len());
             for info in page.objects {
                 let mtime = ns_of(info.last_modified);
-                let side = snap
-                    .get(&side_key(account, container, &info.key))
-                    .map_err(|e| StoreError::from(EngineError::Db(e)))?
-                    .map(|v| decode::<BlobSide>(&v))
-                    .transpose()
-                    .map_err(StoreError::from)?;
+                let side = match sides.remove(&info.key) {
+                    Some(s) => Some(s),
+                    None if contiguous => None,
+                    None => snap
+                        .get(&side_key(account, container, &info.key))
+                        .map_err(|e| StoreError::from(EngineError::Db(e)))?
+                        .map(|v| decode::<BlobSide>(&v))
+                        .transpose()
+                        .map_err(StoreError::from)?,
+                };
                 let (created, lease) = match side {
                     Some(s) => (s.created_ns.min(mtime), Lease::from(&s.lease)),
                     None => (mtime, Lease::default()),
