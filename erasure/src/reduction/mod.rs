@@ -374,7 +374,10 @@ impl Reducer for SimilarityReducer {
             };
             // Chains stay one level deep: a delta is never a base.
             let as_base = match (e.base, sfs) {
-                (None, Some(s)) if !logical.starts_with(&ZSTD_DICT_MAGIC) => Some((logical, s)),
+                // A copy: a slice would keep the whole extent buffer alive in the cache.
+                (None, Some(s)) if !logical.starts_with(&ZSTD_DICT_MAGIC) => {
+                    Some((Bytes::copy_from_slice(&logical), s))
+                }
                 _ => None,
             };
             local.insert(fp, out.len());
