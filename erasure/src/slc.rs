@@ -581,7 +581,7 @@ fn recover_segments(dirs: &[PathBuf; 2]) -> Result<Vec<(u64, u64)>> {
             let b = copies
                 .iter()
                 .flatten()
-                .find_map(|b| parse_record(&b[off..]).map(|(_, r)| r.end));
+                .find_map(|b| b.get(off..).and_then(parse_record).map(|(_, r)| r.end));
             match b {
                 Some(end) => {
                     off += end;
