@@ -161,6 +161,23 @@ pub async fn run(cfg: Config) -> Result<(), ServeError> {
         }
     });
 
+    // Background: hand extents released by overwrites and deletes to the layout's collector
+    // once no read that started before them is still streaming (and, right after start-up,
+    // everything a previous run left deferred).
+    let retire_engine = engine.clone();
+    let mut retire_stop = stop_rx.clone();
+    let retire_task = tokio::spawn(async move {
+        loop {
+            if let Err(e) = retire_engine.retire_pass().await {
+                tracing::warn!(error = %e, "deferred extent release failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = retire_stop.wait_for(|v| *v) => break,
+            }
+        }
+    });
+
     println!("cairn: ready");
     wait_for_signal().await;
     println!("cairn: shutting down");
@@ -169,6 +186,11 @@ pub async fn run(cfg: Config) -> Result<(), ServeError> {
     let _ = blob_task.await;
     let _ = admin_task.await;
     let _ = expiry_task.await;
+    let _ = retire_task.await;
+    // Requests are drained: nothing can still be reading, so release what is deferred.
+    if let Err(e) = engine.retire_pass().await {
+        tracing::warn!(error = %e, "deferred extent release at shutdown failed");
+    }
     ds.shutdown().await;
     let flush_db = db.clone();
     match tokio::task::spawn_blocking(move || flush_db.flush()).await {

@@ -750,13 +750,14 @@ impl BlobStore for Engine {
     ) -> Result<BlobRead, BlobError> {
         let t = Instant::now();
         let r = (|| {
+            let pin = self.pin();
             let (obj, side) = self
                 .current_blob(account, container, blob)?
                 .ok_or_else(BlobError::blob_not_found)?;
             let info = self.blob_info_of(blob, &obj, &side);
             info.lease
                 .check_read(read.lease_id.as_deref(), SystemTime::now(), true)?;
-            let (resolved, body) = self.read_object(&obj, range)?;
+            let (resolved, body) = self.read_object(&obj, range, pin)?;
             Ok(BlobRead {
                 info,
                 range: resolved,
@@ -825,8 +826,9 @@ impl BlobStore for Engine {
         let r = async {
             blob_name_ok(blob)?;
             self.bucket_rec(account, container)?;
+            let pin = self.pin();
             let s = self.source_rec(src_account, &src)?;
-            let body = self.copy_stream(&s, src.range);
+            let body = self.copy_stream(&s, src.range, pin);
             let ing = ingest(&self.ds, body, BodyCheck::default(), self.limits()).await?;
             let mut props = s.props.clone();
             if let Some(m) = metadata {
@@ -989,13 +991,14 @@ impl BlobStore for Engine {
         let r = async {
             blob_name_ok(blob)?;
             self.bucket_rec(account, container)?;
+            let pin = self.pin();
             let s = self.source_rec(src_account, &src)?;
             if let Some((first, last)) = src.range {
                 if first >= s.size || last >= s.size {
                     return Err(BlobError::invalid_range());
                 }
             }
-            let body = self.copy_stream(&s, src.range);
+            let body = self.copy_stream(&s, src.range, pin);
             let ing = ingest(&self.ds, body, BodyCheck::default(), self.limits()).await?;
             size = ing.digests.len;
             self.stage_block(account, container, blob, block_id, ing, lease_id)

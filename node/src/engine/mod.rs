@@ -13,6 +13,7 @@ mod list;
 mod locks;
 mod readpath;
 pub mod record;
+mod retire;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ use crate::metrics::{Metrics, Op};
 use ingest::{ingest, IngestLimits, Ingested};
 use locks::Locks;
 use record::*;
+use retire::{ReadPin, Retirer};
 
 /// Internal failures of the engine.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,7 @@ pub struct Engine {
     obj_locks: Locks,
     upload_locks: Locks,
     metrics: Arc<Metrics>,
+    retirer: Arc<Retirer>,
 }
 
 /// Objects must not contain NUL (the key separator) and must be 1..=1024 bytes.
@@ -126,6 +129,7 @@ impl Engine {
             obj_locks: Locks::new(1024),
             upload_locks: Locks::new(256),
             metrics,
+            retirer: Arc::new(Retirer::default()),
         }
     }
 
@@ -192,10 +196,42 @@ impl Engine {
         }
     }
 
+    /// Marks extents for release in `batch`. They reach the layout's collector only once no
+    /// read that started earlier can still need them (see [`retire`]).
     fn release(&self, batch: &mut WriteBatch, ids: impl Iterator<Item = u64>) {
         for id in ids {
-            self.ds.stage_release(batch, ExtentId(id));
+            batch.put(retire::key(id), b"");
         }
+    }
+
+    /// Hands deferred releases to the layout once no earlier read can need them; returns how
+    /// many it released. Run periodically (and at start-up, when there are no readers).
+    pub async fn retire_pass(&self) -> StoreResult<usize> {
+        const MAX_PER_PASS: usize = 50_000;
+        let mut scanned = Vec::new();
+        for item in self.db.scan_prefix(retire::PREFIX).take(MAX_PER_PASS) {
+            let (k, _) = item.map_err(EngineError::Db)?;
+            if let Some(id) = retire::id_of(&k) {
+                scanned.push(id);
+            }
+        }
+        let ready = self.retirer.settle(scanned);
+        if ready.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = WriteBatch::new();
+        for id in &ready {
+            self.ds.stage_release(&mut batch, ExtentId(*id));
+            batch.delete(retire::key(*id));
+        }
+        self.write(batch).await?;
+        Ok(ready.len())
+    }
+
+    /// Pins the current state for a read: extents released after this cannot be collected
+    /// while the pin lives. Take it before reading the object record.
+    fn pin(&self) -> ReadPin {
+        self.retirer.pin()
     }
 
     /// Commits `rec` under `key` if `cond` holds, replacing (and releasing) the old version.
@@ -229,6 +265,7 @@ impl Engine {
         &self,
         rec: &ObjectRec,
         range: Option<RangeSpec>,
+        pin: ReadPin,
     ) -> StoreResult<(Option<(u64, u64)>, ByteStream)> {
         let resolved = match range {
             Some(spec) => Some(spec.resolve(rec.size).ok_or(StoreError::InvalidRange)?),
@@ -239,18 +276,18 @@ impl Engine {
             None if rec.size == 0 => (1, 0),
             None => (0, rec.size - 1),
         };
-        let body = readpath::read_range(self.ds.clone(), rec.segments.clone(), a, b);
+        let body = readpath::read_range(self.ds.clone(), rec.segments.clone(), a, b, pin);
         Ok((resolved, body))
     }
 
     /// Reads an object's bytes (a range) into a stream for copying.
-    fn copy_stream(&self, src: &ObjectRec, range: Option<(u64, u64)>) -> ByteStream {
+    fn copy_stream(&self, src: &ObjectRec, range: Option<(u64, u64)>, pin: ReadPin) -> ByteStream {
         let (a, b) = match range {
             Some(r) => r,
             None if src.size == 0 => (1, 0),
             None => (0, src.size - 1),
         };
-        readpath::read_range(self.ds.clone(), src.segments.clone(), a, b)
+        readpath::read_range(self.ds.clone(), src.segments.clone(), a, b, pin)
     }
 
     /// Aborts uploads older than the configured expiry; returns how many.
@@ -543,8 +580,9 @@ impl ObjectStore for Engine {
     ) -> StoreResult<GetResult> {
         let t = Instant::now();
         let r = (|| {
+            let pin = self.pin();
             let rec = self.object_rec(account, bucket, key)?;
-            let (resolved, body) = self.read_object(&rec, range)?;
+            let (resolved, body) = self.read_object(&rec, range, pin)?;
             Ok(GetResult {
                 info: rec.info(key),
                 range: resolved,
@@ -593,6 +631,7 @@ impl ObjectStore for Engine {
         let r = async {
             check_key(key)?;
             self.bucket_rec(account, bucket)?;
+            let pin = self.pin();
             let s = self.object_rec(account, &src.bucket, &src.key)?;
             let algos: Vec<ChecksumAlgo> = sums_from_rec(&s.checksums)
                 .into_iter()
@@ -606,7 +645,7 @@ impl ObjectStore for Engine {
                 },
                 ..Default::default()
             };
-            let body = self.copy_stream(&s, src.range);
+            let body = self.copy_stream(&s, src.range, pin);
             let ing = ingest(&self.ds, body, check, self.limits()).await?;
             let rec = ObjectRec {
                 size: ing.digests.len,
@@ -738,8 +777,9 @@ impl ObjectStore for Engine {
         let t = Instant::now();
         let r = async {
             self.upload_rec(account, bucket, key, upload_id)?;
+            let pin = self.pin();
             let s = self.object_rec(account, &src.bucket, &src.key)?;
-            let body = self.copy_stream(&s, src.range);
+            let body = self.copy_stream(&s, src.range, pin);
             let ing = ingest(&self.ds, body, BodyCheck::default(), self.limits()).await?;
             self.stage_ingested(account, bucket, key, upload_id, part_id, ing)
                 .await

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::record::{Segment, SegmentData};
+use super::retire::ReadPin;
 use super::stream::ChannelStream;
 
 /// Largest single read handed to the data layout.
@@ -24,13 +25,22 @@ enum Piece {
 }
 
 /// Streams bytes `first..=last` of the object made of `segments` (`first > last` = empty).
-pub fn read_range(ds: Arc<DataStore>, segments: Vec<Segment>, first: u64, last: u64) -> ByteStream {
+/// `pin` is held until every byte has been read from storage, so the extents cannot be
+/// collected under the stream even if the object is overwritten meanwhile.
+pub fn read_range(
+    ds: Arc<DataStore>,
+    segments: Vec<Segment>,
+    first: u64,
+    last: u64,
+    pin: ReadPin,
+) -> ByteStream {
     let (tx, rx) = mpsc::channel(READS_IN_FLIGHT);
     if first <= last {
         tokio::spawn(async move {
             if let Err(e) = produce(ds, segments, first, last, &tx).await {
                 let _ = tx.send(Err(e)).await;
             }
+            drop(pin);
         });
     }
     Box::pin(ChannelStream::new(rx))
