@@ -191,6 +191,10 @@ impl Admin {
                 "live_stored_bytes": c.live_bytes,
                 "dead_stored_bytes": c.dead_bytes,
                 "migrated_logical_bytes": c.migrated_bytes,
+                "after_dedup_bytes": c.reduced_after_dedup_bytes,
+                "after_similarity_bytes": c.reduced_after_similarity_bytes,
+                "after_compression_bytes": c.reduced_after_compression_bytes,
+                "physical_live_bytes_with_parity": c.physical_live_bytes,
                 "metadata_table_bytes": self.engine.db().stats().table_bytes,
             },
         }))
@@ -254,6 +258,30 @@ impl Admin {
             "Logical bytes migrated from SLC to stripes.",
             "counter",
             c.migrated_bytes as f64,
+        );
+        g(
+            "cairn_reduced_after_dedup_bytes_total",
+            "Of the migrated logical bytes, what is left after exact dedup.",
+            "counter",
+            c.reduced_after_dedup_bytes as f64,
+        );
+        g(
+            "cairn_reduced_after_similarity_bytes_total",
+            "What is left after similarity (deltas at their encoded size).",
+            "counter",
+            c.reduced_after_similarity_bytes as f64,
+        );
+        g(
+            "cairn_reduced_after_compression_bytes_total",
+            "What is left after compression: stored bytes of new chunks.",
+            "counter",
+            c.reduced_after_compression_bytes as f64,
+        );
+        g(
+            "cairn_physical_live_bytes",
+            "Physical bytes on QLC of the live chunks, parity included.",
+            "gauge",
+            c.physical_live_bytes as f64,
         );
         g(
             "cairn_live_stored_bytes",
