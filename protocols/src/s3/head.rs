@@ -8,7 +8,7 @@ use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result, S3};
 use super::cond::{check_read_conditions, ReadConditions};
 use super::convert::*;
 use crate::checksum::ChecksumAlgo;
-use crate::store::{self, ListQuery, ObjectInfo, ObjectStore, RangeSpec, WriteCondition};
+use crate::store::{self, ListPage, ListQuery, ObjectInfo, ObjectStore, RangeSpec, WriteCondition};
 
 /// Largest single PUT S3 accepts.
 const MAX_PUT_SIZE: i64 = 5 << 30;
@@ -26,6 +26,32 @@ impl S3Head {
     /// A head over `store`.
     pub fn new(store: Arc<dyn ObjectStore>) -> S3Head {
         S3Head { store }
+    }
+
+    /// One listing page from the store: an empty delimiter or marker counts as none.
+    async fn page(
+        &self,
+        acct: &str,
+        bucket: &str,
+        prefix: Option<&str>,
+        delimiter: Option<&str>,
+        start_after: Option<&str>,
+        max_keys: usize,
+    ) -> S3Result<ListPage> {
+        let nonempty = |s: Option<&str>| s.filter(|v| !v.is_empty()).map(str::to_owned);
+        self.store
+            .list_objects(
+                acct,
+                bucket,
+                ListQuery {
+                    prefix: prefix.unwrap_or_default().to_owned(),
+                    delimiter: nonempty(delimiter),
+                    start_after: nonempty(start_after),
+                    max_keys,
+                },
+            )
+            .await
+            .map_err(s3_err)
     }
 }
 
@@ -741,19 +767,15 @@ impl S3 for S3Head {
         let max = max_keys(i.max_keys)?;
         let url = encoding_url(i.encoding_type.as_ref())?;
         let page = self
-            .store
-            .list_objects(
+            .page(
                 &acct,
                 &i.bucket,
-                ListQuery {
-                    prefix: i.prefix.clone().unwrap_or_default(),
-                    delimiter: i.delimiter.clone().filter(|d| !d.is_empty()),
-                    start_after: i.marker.clone().filter(|m| !m.is_empty()),
-                    max_keys: max,
-                },
+                i.prefix.as_deref(),
+                i.delimiter.as_deref(),
+                i.marker.as_deref(),
+                max,
             )
-            .await
-            .map_err(s3_err)?;
+            .await?;
         let enc = |s: String| if url { url_encode(&s) } else { s };
         let next_marker = if page.is_truncated && i.delimiter.is_some() {
             page.next_marker.clone().map(enc)
@@ -800,19 +822,15 @@ impl S3 for S3Head {
             None => i.start_after.clone().filter(|s| !s.is_empty()),
         };
         let page = self
-            .store
-            .list_objects(
+            .page(
                 &acct,
                 &i.bucket,
-                ListQuery {
-                    prefix: i.prefix.clone().unwrap_or_default(),
-                    delimiter: i.delimiter.clone().filter(|d| !d.is_empty()),
-                    start_after,
-                    max_keys: max,
-                },
+                i.prefix.as_deref(),
+                i.delimiter.as_deref(),
+                start_after.as_deref(),
+                max,
             )
-            .await
-            .map_err(s3_err)?;
+            .await?;
         let enc = |s: String| if url { url_encode(&s) } else { s };
         let key_count = (page.objects.len() + page.common_prefixes.len()) as i32;
         let fetch_owner = i.fetch_owner.unwrap_or(false);
@@ -864,19 +882,15 @@ impl S3 for S3Head {
         let max = max_keys(i.max_keys)?;
         let url = encoding_url(i.encoding_type.as_ref())?;
         let page = self
-            .store
-            .list_objects(
+            .page(
                 &acct,
                 &i.bucket,
-                ListQuery {
-                    prefix: i.prefix.clone().unwrap_or_default(),
-                    delimiter: i.delimiter.clone().filter(|d| !d.is_empty()),
-                    start_after: i.key_marker.clone().filter(|m| !m.is_empty()),
-                    max_keys: max,
-                },
+                i.prefix.as_deref(),
+                i.delimiter.as_deref(),
+                i.key_marker.as_deref(),
+                max,
             )
-            .await
-            .map_err(s3_err)?;
+            .await?;
         let enc = |s: String| if url { url_encode(&s) } else { s };
         let versions = page
             .objects
