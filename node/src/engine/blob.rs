@@ -791,19 +791,11 @@ impl BlobStore for Engine {
             let current = self.current_blob(account, container, blob)?;
             self.check_blob_write(current.as_ref(), write)?;
             let ing = ingest(&self.ds, body, check, self.limits()).await?;
-            let rec = ObjectRec {
-                size: ing.digests.len,
-                mtime_ns: now_ns(),
-                md5: Some(stored_md5.unwrap_or(ing.digests.md5)),
-                etag: hex::encode(ing.digests.md5),
-                parts_count: 1,
-                props: props.into(),
-                checksums: sums_to_rec(&ing.digests.checksums),
-                tags,
-                segments: ing.segments,
-                upload_id: None,
-            };
-            self.replace_blob(account, container, blob, rec, ing.pending, write, true)
+            let (mut rec, pending) = ing.into_record(props.into(), tags);
+            if stored_md5.is_some() {
+                rec.md5 = stored_md5;
+            }
+            self.replace_blob(account, container, blob, rec, pending, write, true)
                 .await
         }
         .await;
@@ -834,24 +826,12 @@ impl BlobStore for Engine {
             if let Some(m) = metadata {
                 props.user_metadata = m;
             }
-            let rec = ObjectRec {
-                size: ing.digests.len,
-                mtime_ns: now_ns(),
-                // The source's Content-MD5 is copied only when the copy is the whole blob.
-                md5: if src.range.is_none() {
-                    s.md5.or(Some(ing.digests.md5))
-                } else {
-                    Some(ing.digests.md5)
-                },
-                etag: hex::encode(ing.digests.md5),
-                parts_count: 1,
-                props,
-                checksums: sums_to_rec(&ing.digests.checksums),
-                tags: s.tags.clone(),
-                segments: ing.segments,
-                upload_id: None,
-            };
-            self.replace_blob(account, container, blob, rec, ing.pending, write, false)
+            let (mut rec, pending) = ing.into_record(props, s.tags.clone());
+            // The source's Content-MD5 is copied only when the copy is the whole blob.
+            if src.range.is_none() && s.md5.is_some() {
+                rec.md5 = s.md5;
+            }
+            self.replace_blob(account, container, blob, rec, pending, write, false)
                 .await
         }
         .await;

@@ -12,7 +12,7 @@ use cairn_protocols::store::{ByteStream, StoreError};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
-use super::record::{Segment, SegmentData};
+use super::record::{now_ns, sums_to_rec, ObjectRec, PropsRec, Segment, SegmentData};
 
 /// Appends running concurrently for one body.
 const APPENDS_IN_FLIGHT: usize = 4;
@@ -25,6 +25,30 @@ pub struct Ingested {
     pub segments: Vec<Segment>,
     /// Extents to `stage_commit` in the committing batch; drop them after the write.
     pub pending: Vec<NewExtent>,
+}
+
+impl Ingested {
+    /// The record of an object written in one piece from this body (MD5 known, S3 ETag =
+    /// hex MD5), and the extents to stage with it.
+    pub fn into_record(
+        self,
+        props: PropsRec,
+        tags: Vec<(String, String)>,
+    ) -> (ObjectRec, Vec<NewExtent>) {
+        let rec = ObjectRec {
+            size: self.digests.len,
+            mtime_ns: now_ns(),
+            md5: Some(self.digests.md5),
+            etag: hex::encode(self.digests.md5),
+            parts_count: 1,
+            props,
+            checksums: sums_to_rec(&self.digests.checksums),
+            tags,
+            segments: self.segments,
+            upload_id: None,
+        };
+        (rec, self.pending)
+    }
 }
 
 /// Sizes that shape ingest.

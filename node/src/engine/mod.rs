@@ -543,19 +543,8 @@ impl ObjectStore for Engine {
                 return Err(StoreError::PreconditionFailed);
             }
             let ing = ingest(&self.ds, body, check, self.limits()).await?;
-            let rec = ObjectRec {
-                size: ing.digests.len,
-                mtime_ns: now_ns(),
-                md5: Some(ing.digests.md5),
-                etag: hex::encode(ing.digests.md5),
-                parts_count: 1,
-                props: props.into(),
-                checksums: sums_to_rec(&ing.digests.checksums),
-                tags,
-                segments: ing.segments,
-                upload_id: None,
-            };
-            self.commit_object(account, bucket, key, rec, ing.pending, &cond)
+            let (rec, pending) = ing.into_record(props.into(), tags);
+            self.commit_object(account, bucket, key, rec, pending, &cond)
                 .await
         }
         .await;
@@ -647,19 +636,11 @@ impl ObjectStore for Engine {
             };
             let body = self.copy_stream(&s, src.range, pin);
             let ing = ingest(&self.ds, body, check, self.limits()).await?;
-            let rec = ObjectRec {
-                size: ing.digests.len,
-                mtime_ns: now_ns(),
-                md5: Some(ing.digests.md5),
-                etag: hex::encode(ing.digests.md5),
-                parts_count: 1,
-                props: props.map(PropsRec::from).unwrap_or_else(|| s.props.clone()),
-                checksums: sums_to_rec(&ing.digests.checksums),
-                tags: tags.unwrap_or_else(|| s.tags.clone()),
-                segments: ing.segments,
-                upload_id: None,
-            };
-            self.commit_object(account, bucket, key, rec, ing.pending, &cond)
+            let (rec, pending) = ing.into_record(
+                props.map(PropsRec::from).unwrap_or_else(|| s.props.clone()),
+                tags.unwrap_or_else(|| s.tags.clone()),
+            );
+            self.commit_object(account, bucket, key, rec, pending, &cond)
                 .await
         }
         .await;
