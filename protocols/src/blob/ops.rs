@@ -471,6 +471,12 @@ impl<'a> Ctx<'a> {
             metadata: Some(metadata),
             ..Default::default()
         };
+        self.apply_container_update(update).await
+    }
+
+    /// Applies a metadata or access-level change under the request's lease and conditions
+    /// and answers with the container's new ETag and Last-Modified.
+    async fn apply_container_update(&self, update: ContainerUpdate) -> Result<Reply, BlobError> {
         let (info, _) = self
             .store
             .update_container(self.account(), self.container()?, update, &self.write())
@@ -509,13 +515,7 @@ impl<'a> Ctx<'a> {
             public_access: Some(PublicAccess::parse(self.h("x-ms-blob-public-access"))?),
             ..Default::default()
         };
-        let (info, _) = self
-            .store
-            .update_container(self.account(), self.container()?, update, &self.write())
-            .await?;
-        Ok(Reply::new(StatusCode::OK)
-            .header("etag", etag_header(&info.etag))
-            .header("last-modified", http_date(info.last_modified)))
+        self.apply_container_update(update).await
     }
 
     async fn lease_container(&self) -> Result<Reply, BlobError> {
