@@ -15,6 +15,7 @@ pub mod codec;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod footprint;
 pub mod gc;
 pub mod io;
 pub mod maintain;
@@ -31,6 +32,7 @@ pub mod store;
 
 pub use config::LayoutConfig;
 pub use error::LayoutError;
+pub use footprint::{Footprint, FootprintReader};
 pub use io::IoBackend;
 pub use reduce::{FixedChunker, ReducedChunk, Reducer, ENCODING_RAW};
 pub use reduction::{ReductionConfig, SimilarityReducer};
