@@ -6,8 +6,10 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use cairn_protocols::store::StoreError;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -15,8 +17,11 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::engine::Engine;
+use crate::engine::{BucketUsage, CapacityReport, Engine, EngineError};
 use crate::metrics::Metrics;
+
+/// How long one capacity scan answers `/admin/capacity` and `/metrics`.
+pub const CAPACITY_TTL: Duration = Duration::from_secs(5);
 
 /// What the admin API serves.
 pub struct Admin {
@@ -26,7 +31,16 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     /// Bearer token for requests from off loopback.
     pub token: Option<String>,
+    /// The last capacity scan (see [`Admin::capacity_report`]).
+    pub capacity_cache: CapacityCache,
 }
+
+/// The last per-bucket capacity scan and when it was taken. The scan reads every object,
+/// part and staged-block record and every chunk record they reach (O(objects + chunks)), so
+/// `/admin/capacity` and `/metrics` reuse one for [`CAPACITY_TTL`]; concurrent requests wait
+/// for the scan in progress instead of starting their own, and a flush drops it.
+#[derive(Default)]
+pub struct CapacityCache(tokio::sync::Mutex<Option<(Instant, Arc<CapacityReport>)>>);
 
 type Resp = Response<Full<Bytes>>;
 
@@ -73,17 +87,19 @@ impl Admin {
             (Method::GET, "/metrics") => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
-                self.metrics_text(),
+                self.metrics_text().await,
             ),
             (Method::GET, "/admin/status") => json_reply(StatusCode::OK, self.status()),
-            (Method::GET, "/admin/capacity") => match self.capacity() {
+            (Method::GET, "/admin/capacity") => match self.capacity().await {
                 Ok(v) => json_reply(StatusCode::OK, v),
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
             },
             (Method::POST, "/admin/flush") => {
-                let t = std::time::Instant::now();
+                let t = Instant::now();
                 match self.engine.data().flush().await {
                     Ok(()) => {
+                        // Migration changed the figures: the next capacity request scans again.
+                        *self.capacity_cache.0.lock().await = None;
                         let db = self.engine.db().clone();
                         match tokio::task::spawn_blocking(move || db.flush()).await {
                             Ok(Ok(())) => json_reply(
@@ -166,14 +182,32 @@ impl Admin {
         })
     }
 
-    fn capacity(&self) -> Result<serde_json::Value, cairn_protocols::store::StoreError> {
-        let per = self.engine.capacity()?;
-        let total: u64 = per.values().map(|(b, _)| *b).sum();
-        let objects: u64 = per.values().map(|(_, n)| *n).sum();
-        let buckets: serde_json::Map<String, serde_json::Value> = per
-            .into_iter()
-            .map(|(k, (b, n))| (k, json!({ "logical_bytes": b, "objects": n })))
+    /// The per-bucket capacity report, from the cache when it is younger than
+    /// [`CAPACITY_TTL`], else from a new scan (run on a blocking thread).
+    pub async fn capacity_report(&self) -> Result<Arc<CapacityReport>, StoreError> {
+        let mut slot = self.capacity_cache.0.lock().await;
+        if let Some((at, r)) = slot.as_ref() {
+            if at.elapsed() < CAPACITY_TTL {
+                return Ok(r.clone());
+            }
+        }
+        let engine = self.engine.clone();
+        let report = tokio::task::spawn_blocking(move || engine.capacity())
+            .await
+            .map_err(|e| StoreError::from(EngineError::Task(format!("capacity scan: {e}"))))??;
+        let report = Arc::new(report);
+        *slot = Some((Instant::now(), report.clone()));
+        Ok(report)
+    }
+
+    async fn capacity(&self) -> Result<serde_json::Value, StoreError> {
+        let r = self.capacity_report().await?;
+        let buckets: serde_json::Map<String, serde_json::Value> = r
+            .buckets
+            .iter()
+            .map(|(k, u)| (k.clone(), usage_json(u)))
             .collect();
+        let p = &r.pending_release;
         let c = self.engine.data().counters();
         let s = self.engine.data().status();
         let qlc_bytes: u64 = s
@@ -183,8 +217,17 @@ impl Admin {
             .map(|d| d.bytes)
             .sum();
         Ok(json!({
-            "total": { "logical_bytes": total, "objects": objects },
+            "total": usage_json(&r.total),
             "buckets": buckets,
+            "pending_release": {
+                "logical_bytes": whole(p.logical),
+                "slc_bytes": whole(p.slc),
+                "after_dedup_bytes": whole(p.after_dedup),
+                "after_similarity_bytes": whole(p.after_similarity),
+                "after_compression_bytes": whole(p.after_compression),
+                "physical_bytes_with_parity": whole(p.physical_with_parity),
+            },
+            "missing_extents": r.missing_extents,
             "layout": {
                 "slc_used_bytes": s.slc_used_bytes,
                 "qlc_physical_bytes": qlc_bytes,
@@ -200,7 +243,7 @@ impl Admin {
         }))
     }
 
-    fn metrics_text(&self) -> String {
+    async fn metrics_text(&self) -> String {
         let mut out = String::new();
         self.metrics.render(&mut out);
         let s = self.engine.data().status();
@@ -307,13 +350,13 @@ impl Admin {
             "counter",
             c.repairs as f64,
         );
-        if let Ok(per) = self.engine.capacity() {
-            let total: u64 = per.values().map(|(b, _)| *b).sum();
+        let capacity = self.capacity_report().await;
+        if let Ok(r) = &capacity {
             g(
                 "cairn_logical_bytes",
                 "Logical bytes of all current objects.",
                 "gauge",
-                total as f64,
+                r.total.logical_bytes as f64,
             );
         }
         let qlc: u64 = s
@@ -328,6 +371,10 @@ impl Admin {
             "gauge",
             qlc as f64,
         );
+        match &capacity {
+            Ok(r) => bucket_gauges(&mut out, r),
+            Err(e) => tracing::warn!(error = %e, "capacity scan for /metrics failed"),
+        }
         out.push_str("# HELP cairn_device_online Device state (1 online, 0 otherwise).\n# TYPE cairn_device_online gauge\n");
         for d in &s.devices {
             let _ = writeln!(
@@ -340,6 +387,103 @@ impl Admin {
             );
         }
         out
+    }
+}
+
+/// One bucket's (or the total's) figures as `/admin/capacity` reports them, in whole bytes.
+fn usage_json(u: &BucketUsage) -> serde_json::Value {
+    json!({
+        "logical_bytes": u.logical_bytes,
+        "objects": u.objects,
+        "staged_bytes": u.staged_bytes,
+        "inline_bytes": u.inline_bytes,
+        "slc_bytes": whole(u.slc_bytes()),
+        "after_dedup_bytes": whole(u.after_dedup_bytes()),
+        "after_similarity_bytes": whole(u.after_similarity_bytes()),
+        "after_compression_bytes": whole(u.after_compression_bytes()),
+        "physical_bytes_with_parity": whole(u.physical_bytes_with_parity()),
+        "reduction_ratio": u.reduction_ratio(),
+    })
+}
+
+/// A byte figure in whole bytes.
+fn whole(v: f64) -> u64 {
+    v.max(0.0).round() as u64
+}
+
+/// Escapes a Prometheus label value.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Per-bucket gauges, one family per figure, labelled `bucket="account/bucket"`.
+fn bucket_gauges(out: &mut String, r: &CapacityReport) {
+    type Figure = fn(&BucketUsage) -> f64;
+    let families: [(&str, &str, Figure); 10] = [
+        (
+            "cairn_bucket_logical_bytes",
+            "Logical bytes of the bucket's current objects.",
+            |u| u.logical_bytes as f64,
+        ),
+        (
+            "cairn_bucket_objects",
+            "Current objects in the bucket.",
+            |u| u.objects as f64,
+        ),
+        (
+            "cairn_bucket_staged_bytes",
+            "Logical bytes of uploads in progress (parts, uncommitted blocks).",
+            |u| u.staged_bytes as f64,
+        ),
+        (
+            "cairn_bucket_inline_bytes",
+            "Bytes kept inline in metadata records.",
+            |u| u.inline_bytes as f64,
+        ),
+        (
+            "cairn_bucket_slc_bytes",
+            "Bytes still in the SLC buffer, not reduced yet.",
+            BucketUsage::slc_bytes,
+        ),
+        (
+            "cairn_bucket_after_dedup_bytes",
+            "The bucket's share of bytes left after exact dedup.",
+            BucketUsage::after_dedup_bytes,
+        ),
+        (
+            "cairn_bucket_after_similarity_bytes",
+            "The bucket's share of bytes left after similarity (deltas).",
+            BucketUsage::after_similarity_bytes,
+        ),
+        (
+            "cairn_bucket_after_compression_bytes",
+            "The bucket's share of stored bytes after compression.",
+            BucketUsage::after_compression_bytes,
+        ),
+        (
+            "cairn_bucket_physical_bytes",
+            "The bucket's share of bytes on QLC, parity included.",
+            BucketUsage::physical_bytes_with_parity,
+        ),
+        (
+            "cairn_bucket_reduction_ratio",
+            "Logical (with staged) bytes / bytes after compression.",
+            BucketUsage::reduction_ratio,
+        ),
+    ];
+    for (name, help, f) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (bucket, u) in &r.buckets {
+            // Byte figures in whole bytes; the ratio as it is.
+            let v = if name.ends_with("_ratio") {
+                f(u)
+            } else {
+                f(u).round()
+            };
+            let _ = writeln!(out, "{name}{{bucket=\"{}\"}} {v}", label(bucket));
+        }
     }
 }
 

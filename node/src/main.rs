@@ -94,7 +94,8 @@ struct AdminArgs {
 enum AdminCmd {
     /// Devices, roles, states, SLC fill, migration lag, rebuild progress.
     Status,
-    /// Logical bytes per bucket and total, and what the layout stores.
+    /// Per bucket and in total: logical bytes, objects, bytes left after dedup, similarity and
+    /// compression, bytes on QLC with parity; and the layout's node-wide counters.
     Capacity,
     /// Drain the SLC buffer into stripes now; returns when done.
     Flush,

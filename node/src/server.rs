@@ -137,6 +137,7 @@ pub async fn run(cfg: Config) -> Result<(), ServeError> {
         engine: engine.clone(),
         metrics: metrics.clone(),
         token: cfg.admin_token.clone(),
+        capacity_cache: Default::default(),
     });
     let admin_task = tokio::spawn(admin::serve(
         admin,

@@ -109,6 +109,16 @@ pub struct BlockRec {
     segments: Vec<Segment>,
 }
 
+/// Prefix of every staged block (`K/`).
+pub(super) const BLOCK_ALL: &[u8] = b"K/";
+
+impl BlockRec {
+    /// The block's size and where its bytes are (for capacity accounting).
+    pub(super) fn pieces(&self) -> (u64, &[Segment]) {
+        (self.size, &self.segments)
+    }
+}
+
 fn ns_of(t: SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

@@ -7,6 +7,7 @@
 //! appended but never committed are dropped by the layout as orphans.
 
 pub mod blob;
+mod capacity;
 mod ingest;
 pub mod keys;
 mod list;
@@ -26,6 +27,7 @@ use cairn_protocols::checksum::{multipart_etag, BodyCheck, ChecksumAlgo};
 use cairn_protocols::store::*;
 
 use crate::metrics::{Metrics, Op};
+pub use capacity::{BucketUsage, CapacityReport};
 use ingest::{ingest, IngestLimits, Ingested};
 use locks::Locks;
 use record::*;
@@ -317,29 +319,6 @@ impl Engine {
             }
         }
         Ok(n)
-    }
-
-    /// Logical bytes per bucket (sum of object sizes), from one snapshot.
-    pub fn capacity(&self) -> StoreResult<BTreeMap<String, (u64, u64)>> {
-        let snap = self.db.snapshot();
-        let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        for item in snap.scan_prefix(b"o/") {
-            let (k, v) = item.map_err(EngineError::Db)?;
-            let parts = keys::split(&k);
-            if parts.len() < 3 {
-                continue;
-            }
-            let name = format!(
-                "{}/{}",
-                String::from_utf8_lossy(parts[0]),
-                String::from_utf8_lossy(parts[1])
-            );
-            let rec: ObjectRec = decode(&v)?;
-            let e = out.entry(name).or_default();
-            e.0 += rec.size;
-            e.1 += 1;
-        }
-        Ok(out)
     }
 
     async fn abort_inner(
