@@ -10,7 +10,8 @@
 //! single-core throughput, and p50/p99 of random 32 KiB reads from a
 //! `DataStore` holding the data reduced vs unreduced.
 //!
-//! `cargo bench -p cairn-bench --bench reduction`. Corpora are cached in
+//! `cargo bench -p cairn-bench --bench reduction` (`CAIRN_REDUCTION_ONLY=a,b`
+//! for a subset of the corpora). Corpora are cached in
 //! `$CAIRN_REDUCTION_CORPORA` (default `/tmp/cairn-reduction-corpora`).
 
 use std::collections::HashSet;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_erasure::reduction::features;
+use cairn_erasure::reduction::chunker;
 use cairn_erasure::{
     DataStore, ExtentId, LayoutConfig, ReducedChunk, Reducer, ReductionConfig, SimilarityReducer,
 };
@@ -307,11 +308,17 @@ fn measure(name: &'static str, extents: &[Bytes]) -> Res<Row> {
     let t = Instant::now();
     let fps: Vec<[u8; 32]> = chunks.iter().map(|c| *blake3::hash(c).as_bytes()).collect();
     let t_fp = mbps(logical, t.elapsed());
-    // Stage: super-features.
+    // Stage: the pipeline's chunker (float-aware cut points with the
+    // super-features sampled in the same pass).
+    let sizes = chunker::Sizes {
+        min: 8 << 10,
+        avg: 32 << 10,
+        max: (128 << 10).min(MAX_STORED),
+    };
     let t = Instant::now();
     let mut n = 0u64;
-    for c in &chunks {
-        n += features::super_features(c).map_or(0, |s| s[0] & 1);
+    for e in extents {
+        n += chunker::chunk(e, sizes, true, true).len() as u64;
     }
     std::hint::black_box(n);
     let t_feat = mbps(logical, t.elapsed());
@@ -447,8 +454,13 @@ fn main() -> Res<()> {
         ("disk-images", build_disk_images),
         ("logs", build_logs),
     ];
+    // `CAIRN_REDUCTION_ONLY=checkpoints,logs` measures a subset.
+    let only = std::env::var("CAIRN_REDUCTION_ONLY").ok();
     let mut rows = Vec::new();
     for (name, build) in specs {
+        if only.as_deref().is_some_and(|o| !o.split(',').any(|x| x == name)) {
+            continue;
+        }
         let ext = corpus(&root, name, build)?;
         eprintln!("measuring {name}");
         rows.push(measure(name, &ext)?);
@@ -482,7 +494,7 @@ fn main() -> Res<()> {
     println!("\nsingle-core throughput, MB/s of logical input");
     println!(
         "{:<12} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "corpus", "chunking", "blake3", "features", "compress", "pipeline"
+        "corpus", "chunking", "blake3", "cut+feat", "compress", "pipeline"
     );
     for r in &rows {
         println!(

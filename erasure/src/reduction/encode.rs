@@ -12,15 +12,32 @@ use crate::error::{LayoutError, Result};
 
 /// zstd frame of the logical bytes.
 pub const ENCODING_ZSTD: u8 = 1;
-/// zstd frame of the byte planes of an array of 16- or 32-bit floats.
+/// zstd frame of the byte planes of an array of 16- or 32-bit floats (read
+/// only: superseded by [`ENCODING_SPLIT_PLANES`]).
 pub const ENCODING_ZSTD_PLANES: u8 = 2;
 /// zstd frame of the logical bytes compressed with the base chunk's logical
 /// bytes as a raw-content dictionary (the chunk record names the base).
 pub const ENCODING_DELTA: u8 = 3;
 
 /// zstd frame of the byte planes of a float chunk compressed with the byte
-/// planes of the base chunk's logical bytes as a raw-content dictionary.
+/// planes of the base chunk's logical bytes as a raw-content dictionary
+/// (read only: superseded by [`ENCODING_XOR_PLANES`]).
 pub const ENCODING_DELTA_PLANES: u8 = 4;
+
+/// The byte planes of an array of 16- or 32-bit floats, each plane its own
+/// zstd frame (or raw where zstd does not shrink it): the planes differ
+/// wildly in entropy (sign/exponent vs low mantissa), and one frame would
+/// code them all with one set of literal tables.
+pub const ENCODING_SPLIT_PLANES: u8 = 5;
+
+/// A float chunk XORed element by element with its base (same element
+/// width, both from their own phase), stored as [`ENCODING_SPLIT_PLANES`]
+/// stores planes: a dense training update leaves the high bytes of each
+/// element unchanged, so their XOR planes are nearly all zero.
+pub const ENCODING_XOR_PLANES: u8 = 6;
+
+/// Flag in a plane segment's length word: the segment is stored raw.
+const SEGMENT_RAW: u32 = 1 << 31;
 
 /// The zstd frame magic of a formatted dictionary: a base starting with it
 /// would be parsed as one, so such chunks are never used as bases.
@@ -152,6 +169,33 @@ pub fn decode(
             }
             from_planes(&planes, w, p)
         }
+        ENCODING_SPLIT_PLANES => {
+            let (&layout, segs) = body.split_first().ok_or_else(|| {
+                LayoutError::Corruption("plane-encoded chunk has no layout".into())
+            })?;
+            let (w, p) = parse_layout(layout)?;
+            from_planes(&segments_decode(segs, &plane_lens(len, w, p))?, w, p)
+        }
+        ENCODING_XOR_PLANES => {
+            let base = base.ok_or_else(|| {
+                LayoutError::Corruption("delta chunk decoded without its base".into())
+            })?;
+            if body.len() < 2 {
+                return Err(LayoutError::Corruption(
+                    "XOR delta chunk has no layout".into(),
+                ));
+            }
+            let (w, p) = parse_layout(body[0])?;
+            let (bw, bp) = parse_layout(body[1])?;
+            if bw != w {
+                return Err(LayoutError::Corruption(format!(
+                    "XOR delta of width {w} against a base of width {bw}"
+                )));
+            }
+            let mut out = from_planes(&segments_decode(&body[2..], &plane_lens(len, w, p))?, w, p);
+            xor_elements(&mut out, p, base, bp);
+            out
+        }
         e => {
             return Err(LayoutError::Corruption(format!(
                 "chunk encoding {e} is not known to this reducer"
@@ -176,10 +220,123 @@ fn parse_layout(b: u8) -> Result<(usize, usize)> {
     Ok((w, p))
 }
 
-/// Encodes `logical` (floats of `layout`) as a delta of its byte planes
-/// against the byte planes of `base` (floats of `base_layout`); `false`
+/// Segment lengths of the planes of `len` bytes of `width`-byte elements
+/// from `phase`: the bytes before the first element, one plane per byte of
+/// an element, the tail that is not a whole element.
+fn plane_lens(len: usize, width: usize, phase: usize) -> Vec<usize> {
+    let phase = phase.min(len);
+    let n = (len - phase) / width;
+    let mut v = Vec::with_capacity(width + 2);
+    v.push(phase);
+    v.extend(std::iter::repeat_n(n, width));
+    v.push(len - phase - n * width);
+    v
+}
+
+/// XORs the elements of `buf` (from byte `phase`) with those of `base`
+/// (from `base_phase`), as many as both hold; other bytes stay. Its own inverse.
+fn xor_elements(buf: &mut [u8], phase: usize, base: &[u8], base_phase: usize) {
+    let a = buf.get_mut(phase..).unwrap_or_default();
+    let b = base.get(base_phase..).unwrap_or_default();
+    let n = a.len().min(b.len());
+    for (x, y) in a[..n].iter_mut().zip(&b[..n]) {
+        *x ^= *y;
+    }
+}
+
+/// Writes `src` cut into segments of `lens` bytes, each a u32 length word
+/// then a zstd frame, or the raw bytes (flag [`SEGMENT_RAW`]) where zstd
+/// does not shrink it; `false` when the output would reach `limit`.
+fn segments_into(
+    out: &mut Vec<u8>,
+    src: &[u8],
+    lens: &[usize],
+    level: i32,
+    limit: usize,
+) -> Result<bool> {
+    let mut at = 0;
+    for &len in lens {
+        let seg = &src[at..at + len];
+        at += len;
+        let word = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let framed = !seg.is_empty() && compress_into(out, seg, &[], level, word + 4 + len)?;
+        let v = if framed {
+            (out.len() - word - 4) as u32
+        } else {
+            out.extend_from_slice(seg);
+            len as u32 | SEGMENT_RAW
+        };
+        out[word..word + 4].copy_from_slice(&v.to_le_bytes());
+        if out.len() >= limit {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Inverse of [`segments_into`] for segments of the expected `lens`.
+fn segments_decode(mut body: &[u8], lens: &[usize]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(lens.iter().sum());
+    for &len in lens {
+        if body.len() < 4 {
+            return Err(LayoutError::Corruption(
+                "plane segment has no length".into(),
+            ));
+        }
+        let v = u32::from_le_bytes([body[0], body[1], body[2], body[3]]);
+        let n = (v & !SEGMENT_RAW) as usize;
+        let seg = body
+            .get(4..4 + n)
+            .ok_or_else(|| LayoutError::Corruption("plane segment runs past the chunk".into()))?;
+        body = &body[4 + n..];
+        if v & SEGMENT_RAW != 0 {
+            if n != len {
+                return Err(LayoutError::Corruption(format!(
+                    "raw plane segment of {n} bytes, expected {len}"
+                )));
+            }
+            out.extend_from_slice(seg);
+        } else {
+            let d = decompress(seg, &[], len)?;
+            if d.len() != len {
+                return Err(LayoutError::Corruption(format!(
+                    "plane segment decoded to {} bytes, expected {len}",
+                    d.len()
+                )));
+            }
+            out.extend_from_slice(&d);
+        }
+    }
+    if !body.is_empty() {
+        return Err(LayoutError::Corruption(
+            "bytes after the last plane segment".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Encodes `logical` (floats of `layout`) as split byte planes; `false`
 /// when it would not be smaller than `limit`.
-pub fn delta_planes_into(
+pub fn split_planes_into(
+    out: &mut Vec<u8>,
+    logical: &[u8],
+    layout: (usize, usize),
+    level: i32,
+    limit: usize,
+) -> Result<bool> {
+    let (w, p) = layout;
+    let mut planes = Vec::new();
+    to_planes(logical, w, p, &mut planes);
+    header(out, logical);
+    out.push(w as u8 | ((p as u8) << 4));
+    segments_into(out, &planes, &plane_lens(logical.len(), w, p), level, limit)
+}
+
+/// Encodes `logical` (floats of `layout`) XORed with `base` (floats of
+/// `base_layout`, same width) as split byte planes; `false` when the widths
+/// differ or it would not be smaller than `limit`.
+pub fn xor_planes_into(
     out: &mut Vec<u8>,
     logical: &[u8],
     layout: (usize, usize),
@@ -188,29 +345,80 @@ pub fn delta_planes_into(
     level: i32,
     limit: usize,
 ) -> Result<bool> {
+    let ((w, p), (bw, bp)) = (layout, base_layout);
+    if w != bw {
+        return Ok(false);
+    }
+    let mut x = logical.to_vec();
+    xor_elements(&mut x, p, base, bp);
     let mut planes = Vec::new();
-    to_planes(logical, layout.0, layout.1, &mut planes);
-    let mut dict = Vec::new();
-    to_planes(base, base_layout.0, base_layout.1, &mut dict);
+    to_planes(&x, w, p, &mut planes);
     header(out, logical);
-    out.push(layout.0 as u8 | ((layout.1 as u8) << 4));
-    out.push(base_layout.0 as u8 | ((base_layout.1 as u8) << 4));
-    compress_into(out, &planes, &dict, level, limit)
+    out.push(w as u8 | ((p as u8) << 4));
+    out.push(bw as u8 | ((bp as u8) << 4));
+    segments_into(out, &planes, &plane_lens(logical.len(), w, p), level, limit)
 }
 
-/// Encodes `logical` as byte planes of `width`-byte elements starting at
-/// byte `phase`; `false` when it would not be smaller than `limit`.
-pub fn planes_into(
-    out: &mut Vec<u8>,
-    logical: &[u8],
-    width: usize,
-    phase: usize,
-    level: i32,
-    limit: usize,
-) -> Result<bool> {
-    let mut planes = Vec::new();
-    to_planes(logical, width, phase, &mut planes);
-    header(out, logical);
-    out.push(width as u8 | ((phase as u8) << 4));
-    compress_into(out, &planes, &[], level, limit)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pseudo-random weights around ±0.05, all scaled by `scale`.
+    fn floats(n: usize, scale: f32) -> Vec<u8> {
+        (0..n as u64)
+            .flat_map(|i| {
+                let r = i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) >> 40;
+                (((r as f32) / (1u64 << 24) as f32 - 0.5) * 0.1 * scale).to_le_bytes()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn split_planes_round_trip() {
+        for (len, layout) in [
+            (40_000usize, (4, 0)),
+            (40_001, (4, 3)),
+            (9_999, (2, 1)),
+            (3, (4, 2)),
+        ] {
+            let d = &floats(len / 4 + 1, 1.0)[..len];
+            let mut out = Vec::new();
+            assert!(split_planes_into(&mut out, d, layout, 1, usize::MAX).unwrap());
+            assert_eq!(
+                decode(ENCODING_SPLIT_PLANES, &out, len as u32, None).unwrap(),
+                d
+            );
+        }
+    }
+
+    #[test]
+    fn xor_planes_round_trip_and_shrink_a_dense_update() {
+        let a = floats(10_000, 1.0);
+        let b = floats(10_000, 1.0001);
+        let mut out = Vec::new();
+        assert!(xor_planes_into(&mut out, &b, (4, 0), &a, (4, 0), 1, usize::MAX).unwrap());
+        assert_eq!(
+            decode(ENCODING_XOR_PLANES, &out, b.len() as u32, Some(&a)).unwrap(),
+            b
+        );
+        let mut plain = Vec::new();
+        assert!(split_planes_into(&mut plain, &b, (4, 0), 1, usize::MAX).unwrap());
+        assert!(
+            out.len() * 3 < plain.len() * 2,
+            "{} vs {}",
+            out.len(),
+            plain.len()
+        );
+        // A wrong base is a checksum error, never wrong bytes.
+        let c = floats(10_000, 2.0);
+        assert!(decode(ENCODING_XOR_PLANES, &out, b.len() as u32, Some(&c)).is_err());
+        // Bases of another length: only the common elements are XORed.
+        let short = &a[..a.len() - 400];
+        let mut out = Vec::new();
+        assert!(xor_planes_into(&mut out, &b[1..], (4, 3), short, (4, 0), 1, usize::MAX).unwrap());
+        assert_eq!(
+            decode(ENCODING_XOR_PLANES, &out, b.len() as u32 - 1, Some(short)).unwrap(),
+            &b[1..]
+        );
+    }
 }

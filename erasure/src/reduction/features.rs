@@ -7,7 +7,7 @@ pub const FEATURES_PER_SF: usize = 4;
 pub const SUPER_FEATURES: usize = 3;
 const FEATURES: usize = FEATURES_PER_SF * SUPER_FEATURES;
 /// A position is sampled when the bits of the Gear hash under this mask are zero (1 in 64).
-const SAMPLE_MASK: u64 = 0x3f << 40;
+pub const SAMPLE_MASK: u64 = 0x3f << 40;
 
 /// The Gear table (splitmix64 of the byte value, fixed forever: super-features are not persisted,
 /// but changing the table would only cost similarity hits until bases are recycled).
@@ -68,46 +68,92 @@ pub fn float_super_features(
     width: usize,
     phase: usize,
 ) -> Option<[u64; SUPER_FEATURES]> {
-    let top: Vec<u8> = data
+    let mut h = 0u64;
+    let mut s = Sampler::default();
+    for &b in data
         .get(phase + width - 1..)
         .unwrap_or(&[])
         .iter()
         .step_by(width)
-        .copied()
-        .collect();
-    super_features_with(&top, 1).map(|s| s.map(|x| x ^ FLOAT_SF_SALT))
+    {
+        h = gear(h, b);
+        s.offer(h);
+    }
+    s.finish_float()
 }
 
 /// Super-features of `per_sf` features each (at most [`FEATURES_PER_SF`]).
 pub fn super_features_with(data: &[u8], per_sf: usize) -> Option<[u64; SUPER_FEATURES]> {
-    let per_sf = per_sf.clamp(1, FEATURES_PER_SF);
     let mut h = 0u64;
-    let mut max = [0u64; FEATURES];
-    let mut sampled = false;
+    let mut s = Sampler::default();
     for &b in data {
-        h = (h << 1).wrapping_add(GEAR[b as usize]);
+        h = gear(h, b);
+        s.offer(h);
+    }
+    s.finish(per_sf)
+}
+
+/// One step of the Gear rolling hash (the chunker and the feature sampler share it).
+#[inline(always)]
+pub fn gear(h: u64, byte: u8) -> u64 {
+    (h << 1).wrapping_add(GEAR[byte as usize])
+}
+
+/// Accumulates the Odess features of one chunk from the Gear hash values of
+/// its positions, so that the chunker can sample features in the same pass
+/// that finds the cut points.
+#[derive(Clone, Debug, Default)]
+pub struct Sampler {
+    max: [u64; FEATURES],
+    sampled: bool,
+}
+
+impl Sampler {
+    /// Feeds the Gear hash at one position; only positions whose hash has
+    /// the sampling bits clear (1 in 64) contribute.
+    #[inline(always)]
+    pub fn offer(&mut self, h: u64) {
         if h & SAMPLE_MASK == 0 {
-            sampled = true;
-            for (m, (a, c)) in max.iter_mut().zip(TRANSFORMS.iter()) {
-                let v = h.wrapping_mul(*a).wrapping_add(*c);
-                if v > *m {
-                    *m = v;
-                }
+            self.sample(h);
+        }
+    }
+
+    #[inline(never)]
+    fn sample(&mut self, h: u64) {
+        self.sampled = true;
+        for (m, (a, c)) in self.max.iter_mut().zip(TRANSFORMS.iter()) {
+            let v = h.wrapping_mul(*a).wrapping_add(*c);
+            if v > *m {
+                *m = v;
             }
         }
     }
-    if !sampled {
-        return None;
-    }
-    let mut sf = [0u64; SUPER_FEATURES];
-    for (i, s) in sf.iter_mut().enumerate() {
-        let mut x = 0x5F5F_0000 + i as u64;
-        for f in &max[i * FEATURES_PER_SF..i * FEATURES_PER_SF + per_sf] {
-            x = splitmix(x ^ f);
+
+    /// The super-features from `per_sf` features each (at most
+    /// [`FEATURES_PER_SF`]); `None` when no position was sampled. Resets the sampler.
+    pub fn finish(&mut self, per_sf: usize) -> Option<[u64; SUPER_FEATURES]> {
+        let per_sf = per_sf.clamp(1, FEATURES_PER_SF);
+        let max = std::mem::take(&mut self.max);
+        if !std::mem::take(&mut self.sampled) {
+            return None;
         }
-        *s = x;
+        let mut sf = [0u64; SUPER_FEATURES];
+        for (i, s) in sf.iter_mut().enumerate() {
+            let mut x = 0x5F5F_0000 + i as u64;
+            for f in &max[i * FEATURES_PER_SF..i * FEATURES_PER_SF + per_sf] {
+                x = splitmix(x ^ f);
+            }
+            *s = x;
+        }
+        Some(sf)
     }
-    Some(sf)
+
+    /// [`Sampler::finish`] for a float chunk: one feature per super-feature
+    /// (content-defined boundaries of two versions of a tensor rarely line
+    /// up exactly), in a key space of its own.
+    pub fn finish_float(&mut self) -> Option<[u64; SUPER_FEATURES]> {
+        self.finish(1).map(|s| s.map(|x| x ^ FLOAT_SF_SALT))
+    }
 }
 
 /// The float layout a chunk looks like it holds: `(width, phase)` where

@@ -13,6 +13,7 @@
 //!   base cache (the logical bytes a delta is encoded against); rebuilt as
 //!   new chunks are stored.
 
+pub mod chunker;
 pub mod encode;
 pub mod features;
 
@@ -26,8 +27,10 @@ use parking_lot::Mutex;
 use crate::error::{LayoutError, Result};
 use crate::records;
 use crate::reduce::{ReducedChunk, Reducer, ENCODING_RAW};
+use chunker::{Cut, Sizes};
 use encode::{
-    ENCODING_DELTA, ENCODING_DELTA_PLANES, ENCODING_ZSTD, ENCODING_ZSTD_PLANES, ZSTD_DICT_MAGIC,
+    ENCODING_DELTA, ENCODING_DELTA_PLANES, ENCODING_SPLIT_PLANES, ENCODING_XOR_PLANES,
+    ENCODING_ZSTD, ENCODING_ZSTD_PLANES, ZSTD_DICT_MAGIC,
 };
 use features::SUPER_FEATURES;
 
@@ -88,8 +91,17 @@ struct Pending {
     ptr: usize,
     len: usize,
     fp: [u8; 32],
-    /// Logical bytes and super-features when the chunk may serve as a base.
-    base: Option<(Bytes, [u64; SUPER_FEATURES])>,
+    /// The chunk as a future base, when it may serve as one.
+    base: Option<Base>,
+}
+
+/// A chunk held in memory as a delta base.
+#[derive(Clone)]
+struct Base {
+    bytes: Bytes,
+    sfs: [u64; SUPER_FEATURES],
+    /// Float layout of the base (the XOR delta needs it).
+    layout: Option<(usize, usize)>,
 }
 
 #[derive(Default)]
@@ -97,7 +109,7 @@ struct State {
     fp: HashMap<[u8; 32], u64>,
     by_chunk: HashMap<u64, [u8; 32]>,
     sf: HashMap<u64, u64>,
-    cache: HashMap<u64, (Bytes, [u64; SUPER_FEATURES])>,
+    cache: HashMap<u64, Base>,
     cache_order: VecDeque<u64>,
     cache_bytes: usize,
     queue: VecDeque<Pending>,
@@ -116,9 +128,9 @@ impl State {
     }
 
     fn uncache(&mut self, chunk: u64) {
-        if let Some((b, sfs)) = self.cache.remove(&chunk) {
-            self.cache_bytes -= b.len();
-            for s in sfs {
+        if let Some(b) = self.cache.remove(&chunk) {
+            self.cache_bytes -= b.bytes.len();
+            for s in b.sfs {
                 if self.sf.get(&s) == Some(&chunk) {
                     self.sf.remove(&s);
                 }
@@ -126,15 +138,15 @@ impl State {
         }
     }
 
-    fn cache_base(&mut self, chunk: u64, bytes: Bytes, sfs: [u64; SUPER_FEATURES], budget: usize) {
-        if bytes.len() > budget {
+    fn cache_base(&mut self, chunk: u64, base: Base, budget: usize) {
+        if base.bytes.len() > budget {
             return;
         }
-        self.cache_bytes += bytes.len();
-        for s in sfs {
+        self.cache_bytes += base.bytes.len();
+        for s in base.sfs {
             self.sf.insert(s, chunk);
         }
-        self.cache.insert(chunk, (bytes, sfs));
+        self.cache.insert(chunk, base);
         self.cache_order.push_back(chunk);
         while self.cache_bytes > budget {
             let Some(old) = self.cache_order.pop_front() else {
@@ -200,14 +212,24 @@ impl SimilarityReducer {
         self.state.lock().fp.len()
     }
 
-    /// The chunk boundaries FastCDC picks for `data` (lengths, in order).
+    /// The chunk boundaries the chunker picks for `data` (lengths, in order).
     pub fn cut(&self, data: &[u8], max_stored: usize) -> Vec<usize> {
+        self.chunks(data, max_stored, false)
+            .into_iter()
+            .map(|c| c.len)
+            .collect()
+    }
+
+    fn chunks(&self, data: &[u8], max_stored: usize, features: bool) -> Vec<Cut> {
         let max = (self.cfg.max_chunk as usize).min(max_stored).max(64);
         let avg = (self.cfg.avg_chunk as usize).clamp(256, max);
         let min = (self.cfg.min_chunk as usize).clamp(64, avg);
-        fastcdc::v2020::FastCDC::new(data, min as u32, avg as u32, max as u32)
-            .map(|c| c.length)
-            .collect()
+        chunker::chunk(
+            data,
+            Sizes { min, avg, max },
+            self.cfg.float_planes,
+            features,
+        )
     }
 
     /// Compresses one chunk (no dedup, no similarity): the smallest of zstd,
@@ -233,7 +255,8 @@ impl SimilarityReducer {
         let mut out = Vec::new();
         let mut try_plain = true;
         if let Some((w, phase)) = layout {
-            if encode::planes_into(&mut out, logical, w, phase, self.cfg.zstd_level, limit)? {
+            if encode::split_planes_into(&mut out, logical, (w, phase), self.cfg.zstd_level, limit)?
+            {
                 // Plain zstd gets a full try only where a sample says it may win.
                 let sample = &logical[..logical.len().min(PLAIN_SAMPLE)];
                 let mut probe = Vec::new();
@@ -248,7 +271,7 @@ impl SimilarityReducer {
                 try_plain = plain_ok
                     && (probe.len() as f64 / sample.len() as f64)
                         < (out.len() as f64 / logical.len() as f64);
-                best_enc = ENCODING_ZSTD_PLANES;
+                best_enc = ENCODING_SPLIT_PLANES;
                 best = Some(std::mem::take(&mut out));
             }
         }
@@ -266,36 +289,32 @@ impl SimilarityReducer {
         }
     }
 
-    fn encode_chunk(
-        &self,
-        logical: &Bytes,
-        sfs: Option<&[u64; SUPER_FEATURES]>,
-        layout: Option<(usize, usize)>,
-        max_stored: usize,
-    ) -> Result<Encoded> {
+    fn encode_chunk(&self, logical: &Bytes, cut: &Cut, max_stored: usize) -> Result<Encoded> {
         // Similarity: a cached base sharing a super-feature.
-        let base = match sfs {
+        let base = match &cut.sfs {
             Some(sfs) if self.cfg.base_cache_bytes > 0 => {
                 let st = self.state.lock();
                 sfs.iter()
                     .find_map(|s| st.sf.get(s).copied())
-                    .and_then(|id| st.cache.get(&id).map(|(b, _)| (id, b.clone())))
+                    .and_then(|id| st.cache.get(&id).map(|b| (id, b.clone())))
             }
             _ => None,
         };
+        let layout = cut.layout.filter(|_| self.cfg.float_planes);
         let (enc, stored) = self.compress_with(logical, layout, max_stored)?;
         if let Some((id, b)) = base {
             let limit = stored.len().min(max_stored);
             let mut out = Vec::new();
-            let base_layout = layout.and_then(|_| features::float_layout(&b));
-            let (encoding, ok) = match (layout, base_layout) {
+            let (encoding, ok) = match (layout, b.layout) {
+                // Floats against floats: element-wise XOR (chunks cut on
+                // exponents line up with the same elements of the last version).
                 (Some(l), Some(bl)) => (
-                    ENCODING_DELTA_PLANES,
-                    encode::delta_planes_into(
+                    ENCODING_XOR_PLANES,
+                    encode::xor_planes_into(
                         &mut out,
                         logical,
                         l,
-                        &b,
+                        &b.bytes,
                         bl,
                         self.cfg.zstd_level,
                         limit,
@@ -305,7 +324,13 @@ impl SimilarityReducer {
                     encode::header(&mut out, logical);
                     (
                         ENCODING_DELTA,
-                        encode::compress_into(&mut out, logical, &b, self.cfg.zstd_level, limit)?,
+                        encode::compress_into(
+                            &mut out,
+                            logical,
+                            &b.bytes,
+                            self.cfg.zstd_level,
+                            limit,
+                        )?,
                     )
                 }
             };
@@ -327,12 +352,14 @@ impl SimilarityReducer {
 
 impl Reducer for SimilarityReducer {
     fn reduce(&self, extent: &Bytes, max_stored: usize) -> Result<Vec<ReducedChunk>> {
-        let lens = self.cut(extent, max_stored);
-        let mut out = Vec::with_capacity(lens.len());
+        let want_features = self.cfg.base_cache_bytes > 0;
+        let cuts = self.chunks(extent, max_stored, want_features);
+        let mut out = Vec::with_capacity(cuts.len());
         let mut local: HashMap<[u8; 32], usize> = HashMap::new();
         let mut pend = Vec::new();
         let mut off = 0usize;
-        for len in lens {
+        for cut in cuts {
+            let len = cut.len;
             let logical = extent.slice(off..off + len);
             off += len;
             self.stats.chunks.fetch_add(1, Ordering::Relaxed);
@@ -353,31 +380,25 @@ impl Reducer for SimilarityReducer {
                 });
                 continue;
             }
-            let layout = if self.cfg.float_planes {
-                features::float_layout(&logical)
-            } else {
-                None
-            };
-            let sfs = match (self.cfg.base_cache_bytes > 0, layout) {
-                (false, _) => None,
-                (true, Some((w, p))) => features::float_super_features(&logical, w, p),
-                (true, None) => features::super_features(&logical),
-            };
-            let e = self.encode_chunk(&logical, sfs.as_ref(), layout, max_stored)?;
+            let e = self.encode_chunk(&logical, &cut, max_stored)?;
             match e.encoding {
-                ENCODING_DELTA | ENCODING_DELTA_PLANES => {
+                ENCODING_DELTA | ENCODING_DELTA_PLANES | ENCODING_XOR_PLANES => {
                     self.stats.delta_hits.fetch_add(1, Ordering::Relaxed)
                 }
-                ENCODING_ZSTD_PLANES => self.stats.plane_chunks.fetch_add(1, Ordering::Relaxed),
+                ENCODING_ZSTD_PLANES | ENCODING_SPLIT_PLANES => {
+                    self.stats.plane_chunks.fetch_add(1, Ordering::Relaxed)
+                }
                 ENCODING_RAW => self.stats.raw_chunks.fetch_add(1, Ordering::Relaxed),
                 _ => 0,
             };
             // Chains stay one level deep: a delta is never a base.
-            let as_base = match (e.base, sfs) {
+            let as_base = match (e.base, cut.sfs) {
                 // A copy: a slice would keep the whole extent buffer alive in the cache.
-                (None, Some(s)) if !logical.starts_with(&ZSTD_DICT_MAGIC) => {
-                    Some((Bytes::copy_from_slice(&logical), s))
-                }
+                (None, Some(sfs)) if !logical.starts_with(&ZSTD_DICT_MAGIC) => Some(Base {
+                    bytes: Bytes::copy_from_slice(&logical),
+                    sfs,
+                    layout: cut.layout,
+                }),
                 _ => None,
             };
             local.insert(fp, out.len());
@@ -434,7 +455,7 @@ impl Reducer for SimilarityReducer {
     }
 
     fn cached_logical(&self, chunk: u64) -> Option<Bytes> {
-        self.state.lock().cache.get(&chunk).map(|(b, _)| b.clone())
+        self.state.lock().cache.get(&chunk).map(|b| b.bytes.clone())
     }
 
     fn on_stored(&self, batch: &mut WriteBatch, chunk: u64, stored: &Bytes) {
@@ -454,8 +475,8 @@ impl Reducer for SimilarityReducer {
         st.fp.insert(p.fp, chunk);
         st.by_chunk.insert(chunk, p.fp);
         st.uncommitted.push(chunk);
-        if let Some((bytes, sfs)) = p.base {
-            st.cache_base(chunk, bytes, sfs, self.cfg.base_cache_bytes);
+        if let Some(base) = p.base {
+            st.cache_base(chunk, base, self.cfg.base_cache_bytes);
         }
     }
 
