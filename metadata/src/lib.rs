@@ -18,6 +18,8 @@ mod compaction;
 mod db;
 mod error;
 mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 mod iter;
 mod manifest;
 mod memtable;

@@ -68,7 +68,7 @@ pub(crate) struct VersionSet {
     pub(crate) compact_pointer: Vec<Vec<u8>>,
 }
 
-fn read_current(dir: &Path) -> Result<Option<String>, Error> {
+pub(crate) fn read_current(dir: &Path) -> Result<Option<String>, Error> {
     let path = dir.join(CURRENT);
     let text = match std::fs::read(&path) {
         Ok(t) => t,
