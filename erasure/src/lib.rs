@@ -16,6 +16,8 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod footprint;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gc;
 pub mod io;
 pub mod maintain;

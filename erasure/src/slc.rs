@@ -51,7 +51,7 @@ fn parse_segment_name(name: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-fn segment_header(seq: u64) -> [u8; SEG_HEADER] {
+pub(crate) fn segment_header(seq: u64) -> [u8; SEG_HEADER] {
     let mut h = [0u8; SEG_HEADER];
     h[0..8].copy_from_slice(SEG_MAGIC);
     h[8..12].copy_from_slice(&SEG_VERSION.to_le_bytes());
@@ -61,7 +61,7 @@ fn segment_header(seq: u64) -> [u8; SEG_HEADER] {
     h
 }
 
-fn check_segment_header(b: &[u8], seq: u64) -> bool {
+pub(crate) fn check_segment_header(b: &[u8], seq: u64) -> bool {
     b.len() >= SEG_HEADER && b[..SEG_HEADER] == segment_header(seq)
 }
 
@@ -83,7 +83,7 @@ fn le32(b: &[u8], at: usize) -> Option<u32> {
 }
 
 /// Appends one framed record to `buf`; returns the data crc.
-fn encode_record(buf: &mut BytesMut, id: u64, data: &[u8]) -> u32 {
+pub(crate) fn encode_record(buf: &mut BytesMut, id: u64, data: &[u8]) -> u32 {
     let mut table = Vec::with_capacity(4 * pieces(data.len()));
     for p in data.chunks(REC_PIECE) {
         table.extend_from_slice(&crc32c::crc32c(p).to_le_bytes());
@@ -137,7 +137,7 @@ fn parse_head(b: &[u8]) -> Option<RecHead> {
 
 /// Parses the record at the start of `b`: `(id, data range)` if it is
 /// complete and every checksum (header, table, pieces, whole data) holds.
-fn parse_record(b: &[u8]) -> Option<(u64, std::ops::Range<usize>)> {
+pub(crate) fn parse_record(b: &[u8]) -> Option<(u64, std::ops::Range<usize>)> {
     let h = parse_head(b)?;
     let start = REC_HEADER + 4 * h.table.len();
     let data = b.get(start..start + h.len)?;
@@ -549,7 +549,7 @@ async fn read_whole(io: &DeviceIo, path: &Path) -> Result<Bytes> {
 /// the longest prefix in which every record verifies on at least one copy;
 /// both copies are truncated to it (a copy missing entirely is restored from
 /// the other). Returns `(seq, bytes)` of the segments kept.
-fn recover_segments(dirs: &[PathBuf; 2]) -> Result<Vec<(u64, u64)>> {
+pub(crate) fn recover_segments(dirs: &[PathBuf; 2]) -> Result<Vec<(u64, u64)>> {
     let mut seqs = std::collections::BTreeSet::new();
     for d in dirs {
         let rd = fs::read_dir(d).map_err(|e| LayoutError::io(d.display().to_string(), e))?;
