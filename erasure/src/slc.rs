@@ -570,21 +570,19 @@ pub(crate) fn recover_segments(dirs: &[PathBuf; 2]) -> Result<Vec<(u64, u64)>> {
             .collect();
         let mut off = SEG_HEADER;
         let mut records = 0u64;
+        // The durable prefix with each record taken from a copy on which it verifies: what
+        // a copy that is missing or too short is restored from (a copy long enough may
+        // still hold a damaged record that only the other copy has intact).
+        let mut merged = segment_header(seq).to_vec();
         loop {
-            let ok = copies
-                .iter()
-                .flatten()
-                .any(|b| off < b.len() && parse_record(&b[off..]).is_some());
-            if !ok {
-                break;
-            }
-            let b = copies
-                .iter()
-                .flatten()
-                .find_map(|b| b.get(off..).and_then(parse_record).map(|(_, r)| r.end));
-            match b {
-                Some(end) => {
-                    off += end;
+            let found = copies.iter().flatten().find_map(|b| {
+                let (_, r) = b.get(off..).and_then(parse_record)?;
+                Some(&b[off..off + r.end])
+            });
+            match found {
+                Some(rec) => {
+                    merged.extend_from_slice(rec);
+                    off += rec.len();
                     records += 1;
                 }
                 None => break,
@@ -598,7 +596,6 @@ pub(crate) fn recover_segments(dirs: &[PathBuf; 2]) -> Result<Vec<(u64, u64)>> {
             }
             continue;
         }
-        let source = copies.iter().flatten().find(|b| b.len() >= off).cloned();
         for (d, c) in dirs.iter().zip(&copies) {
             let p = d.join(&name);
             let ctx = |e| LayoutError::io(p.display().to_string(), e);
@@ -607,17 +604,16 @@ pub(crate) fn recover_segments(dirs: &[PathBuf; 2]) -> Result<Vec<(u64, u64)>> {
                 Some(b) => b.len() < off,
             };
             if needs_restore {
-                // The copy is missing or shorter than the durable end: restore it from the other mirror.
-                if let Some(src) = &source {
-                    tracing::warn!(path = %p.display(), "restoring SLC segment copy from its mirror");
-                    let tmp = d.join(format!("{name}.tmp"));
-                    fs::write(&tmp, &src[..off]).map_err(ctx)?;
-                    fs::File::open(&tmp)
-                        .and_then(|f| f.sync_all())
-                        .map_err(ctx)?;
-                    fs::rename(&tmp, &p).map_err(ctx)?;
-                    sync_dir(d).map_err(ctx)?;
-                }
+                // The copy is missing or shorter than the durable end: restore it from the
+                // verified records of both mirrors.
+                tracing::warn!(path = %p.display(), "restoring SLC segment copy from its mirror");
+                let tmp = d.join(format!("{name}.tmp"));
+                fs::write(&tmp, &merged).map_err(ctx)?;
+                fs::File::open(&tmp)
+                    .and_then(|f| f.sync_all())
+                    .map_err(ctx)?;
+                fs::rename(&tmp, &p).map_err(ctx)?;
+                sync_dir(d).map_err(ctx)?;
             } else {
                 let f = fs::OpenOptions::new().write(true).open(&p).map_err(ctx)?;
                 if f.metadata().map_err(ctx)?.len() != off as u64 {
@@ -856,4 +852,34 @@ async fn create_segment(shared: &Arc<Shared>) -> Result<Active> {
         off: SEG_HEADER as u64,
         next_idx: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the slc_record fuzz target: a copy cut short (crash) must be restored from
+    /// the records that verify, not from the other copy's bytes wholesale; here the longer
+    /// copy has a damaged first record that only the short copy holds intact.
+    #[test]
+    fn short_copy_is_restored_from_verified_records() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = [root.path().join("a"), root.path().join("b")];
+        let mut seg = BytesMut::from(&segment_header(5)[..]);
+        encode_record(&mut seg, extent_id(5, 0), b"first");
+        let first_end = seg.len();
+        encode_record(&mut seg, extent_id(5, 1), b"second");
+        let mut long = seg.to_vec();
+        long[SEG_HEADER + REC_HEADER + 6] ^= 1;
+        fs::create_dir_all(&dirs[0]).unwrap();
+        fs::create_dir_all(&dirs[1]).unwrap();
+        fs::write(dirs[0].join(segment_name(5)), &long).unwrap();
+        fs::write(dirs[1].join(segment_name(5)), &seg[..first_end + 3]).unwrap();
+        assert_eq!(
+            recover_segments(&dirs).unwrap(),
+            vec![(5, seg.len() as u64)]
+        );
+        let restored = fs::read(dirs[1].join(segment_name(5))).unwrap();
+        assert_eq!(restored, &seg[..]);
+    }
 }
