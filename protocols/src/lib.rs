@@ -8,6 +8,8 @@
 
 pub mod blob;
 pub mod checksum;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod listen;
 pub mod s3;
 pub mod store;

@@ -9,7 +9,7 @@ pub mod cond;
 pub mod error;
 pub mod lease;
 pub mod names;
-mod ops;
+pub(crate) mod ops;
 pub mod request;
 pub mod response;
 pub mod sas;

@@ -501,16 +501,7 @@ impl<'a> Ctx<'a> {
     async fn set_container_acl(&self, body: Incoming) -> Result<Reply, BlobError> {
         self.authorize(Access::WRITE_CONTAINER).await?;
         let doc = read_small_body(body, 1 << 20).await?;
-        if !doc.iter().all(u8::is_ascii_whitespace) {
-            validate_root(&doc, "SignedIdentifiers")?;
-            if String::from_utf8_lossy(&doc).contains("<SignedIdentifier>") {
-                return Err(BlobError::new(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidXmlNodeValue",
-                    "Stored access policies are not supported by this server; send an empty SignedIdentifiers list.",
-                ));
-            }
-        }
+        check_acl_body(&doc)?;
         let update = ContainerUpdate {
             public_access: Some(PublicAccess::parse(self.h("x-ms-blob-public-access"))?),
             ..Default::default()
@@ -1597,7 +1588,7 @@ fn validate_block_id(id: &str) -> Result<(), BlobError> {
     Ok(())
 }
 
-fn validate_tags(tags: &[(String, String)]) -> Result<(), BlobError> {
+pub(crate) fn validate_tags(tags: &[(String, String)]) -> Result<(), BlobError> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || " +-./:=_".contains(c);
     if tags.len() > 10 {
         return Err(BlobError::new(
@@ -1623,7 +1614,7 @@ fn validate_tags(tags: &[(String, String)]) -> Result<(), BlobError> {
     Ok(())
 }
 
-fn parse_tags(doc: &[u8]) -> Result<Vec<(String, String)>, BlobError> {
+pub(crate) fn parse_tags(doc: &[u8]) -> Result<Vec<(String, String)>, BlobError> {
     use quick_xml::events::Event;
     let text = std::str::from_utf8(doc).map_err(|_| BlobError::invalid_xml("body is not UTF-8"))?;
     let mut reader = quick_xml::Reader::from_str(text);
@@ -1670,8 +1661,24 @@ fn parse_tags(doc: &[u8]) -> Result<Vec<(String, String)>, BlobError> {
     Ok(tags)
 }
 
+/// Checks a Set Container ACL body: empty (whitespace), or a `<SignedIdentifiers>` document
+/// without stored access policies (which this server does not support).
+pub(crate) fn check_acl_body(doc: &[u8]) -> Result<(), BlobError> {
+    if !doc.iter().all(u8::is_ascii_whitespace) {
+        validate_root(doc, "SignedIdentifiers")?;
+        if String::from_utf8_lossy(doc).contains("<SignedIdentifier>") {
+            return Err(BlobError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidXmlNodeValue",
+                "Stored access policies are not supported by this server; send an empty SignedIdentifiers list.",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks that `doc` is well-formed XML whose root element is `root`.
-fn validate_root(doc: &[u8], root: &str) -> Result<(), BlobError> {
+pub(crate) fn validate_root(doc: &[u8], root: &str) -> Result<(), BlobError> {
     use quick_xml::events::Event;
     let text = std::str::from_utf8(doc).map_err(|_| BlobError::invalid_xml("body is not UTF-8"))?;
     let mut reader = quick_xml::Reader::from_str(text);

@@ -1410,12 +1410,12 @@ fn object_entry(o: ObjectInfo, acct: &str, url: bool) -> Object {
     }
 }
 
-fn encode_token(key: &str) -> String {
+pub(crate) fn encode_token(key: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_bytes())
 }
 
-fn decode_token(t: &str) -> S3Result<String> {
+pub(crate) fn decode_token(t: &str) -> S3Result<String> {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(t)
@@ -1430,7 +1430,7 @@ fn decode_token(t: &str) -> S3Result<String> {
 }
 
 /// Parses `x-amz-copy-source-range: bytes=first-last` (both required, inclusive).
-fn parse_copy_range(r: &str, size: u64) -> S3Result<(u64, u64)> {
+pub(crate) fn parse_copy_range(r: &str, size: u64) -> S3Result<(u64, u64)> {
     let bad = || -> S3Error {
         s3_error!(InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy")
     };

@@ -4,8 +4,8 @@
 
 mod auth;
 mod cond;
-mod convert;
-mod head;
+pub(crate) mod convert;
+pub(crate) mod head;
 mod host;
 
 use std::future::Future;
