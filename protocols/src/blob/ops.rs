@@ -1617,17 +1617,24 @@ pub(crate) fn validate_tags(tags: &[(String, String)]) -> Result<(), BlobError> 
 pub(crate) fn parse_tags(doc: &[u8]) -> Result<Vec<(String, String)>, BlobError> {
     use quick_xml::events::Event;
     let text = std::str::from_utf8(doc).map_err(|_| BlobError::invalid_xml("body is not UTF-8"))?;
+    // Not trimmed: tag keys and values keep their spaces. Text inside <Key> / <Value> may
+    // arrive in several pieces (text, entity and character references, CDATA).
     let mut reader = quick_xml::Reader::from_str(text);
-    reader.config_mut().trim_text(true);
     let mut stack: Vec<Vec<u8>> = Vec::new();
     let mut tags = Vec::new();
     let (mut key, mut value) = (None::<String>, None::<String>);
+    let bad = |e: &dyn std::fmt::Display| BlobError::invalid_xml(e.to_string());
     loop {
-        match reader
-            .read_event()
-            .map_err(|e| BlobError::invalid_xml(e.to_string()))?
-        {
-            Event::Start(e) => stack.push(e.name().as_ref().to_vec()),
+        let piece = match reader.read_event().map_err(|e| bad(&e))? {
+            Event::Start(e) => {
+                match e.name().as_ref() {
+                    b"Key" => key = Some(String::new()),
+                    b"Value" => value = Some(String::new()),
+                    _ => {}
+                }
+                stack.push(e.name().as_ref().to_vec());
+                continue;
+            }
             Event::End(_) => {
                 let closed_tag = stack.pop().as_deref() == Some(b"Tag".as_slice());
                 if closed_tag {
@@ -1636,23 +1643,49 @@ pub(crate) fn parse_tags(doc: &[u8]) -> Result<Vec<(String, String)>, BlobError>
                     };
                     tags.push((k, v));
                 }
+                continue;
+            }
+            Event::Empty(e) => {
+                match e.name().as_ref() {
+                    b"Key" => key = Some(String::new()),
+                    b"Value" => value = Some(String::new()),
+                    _ => {}
+                }
+                continue;
             }
             Event::Text(t) => {
-                let s = t
-                    .decode()
-                    .map_err(|e| BlobError::invalid_xml(e.to_string()))?;
-                let s = quick_xml::escape::unescape(&s)
-                    .map_err(|e| BlobError::invalid_xml(e.to_string()))?
-                    .into_owned();
-                match stack.last().map(Vec::as_slice) {
-                    Some(b"Key") => key = Some(s),
-                    Some(b"Value") => value = Some(s),
-                    _ => return Err(BlobError::invalid_xml("unexpected text")),
+                let s = t.decode().map_err(|e| bad(&e))?;
+                quick_xml::escape::unescape(&s)
+                    .map_err(|e| bad(&e))?
+                    .into_owned()
+            }
+            Event::GeneralRef(r) => {
+                if let Some(c) = r.resolve_char_ref().map_err(|e| bad(&e))? {
+                    c.to_string()
+                } else {
+                    let name = r.decode().map_err(|e| bad(&e))?;
+                    match name.as_ref() {
+                        "amp" => "&",
+                        "lt" => "<",
+                        "gt" => ">",
+                        "quot" => "\"",
+                        "apos" => "'",
+                        other => {
+                            return Err(BlobError::invalid_xml(format!("unknown entity &{other};")))
+                        }
+                    }
+                    .to_string()
                 }
             }
-            Event::Empty(e) if e.name().as_ref() == b"Value" => value = Some(String::new()),
+            Event::CData(c) => String::from_utf8_lossy(&c).into_owned(),
             Event::Eof => break,
-            _ => {}
+            _ => continue,
+        };
+        match stack.last().map(Vec::as_slice) {
+            Some(b"Key") => key.get_or_insert_default().push_str(&piece),
+            Some(b"Value") => value.get_or_insert_default().push_str(&piece),
+            _ if piece.trim().is_empty() => {}
+            _ => return Err(BlobError::invalid_xml("unexpected text")),
         }
     }
     if !stack.is_empty() {
@@ -1834,6 +1867,16 @@ mod tests {
             vec![("k1".into(), "v1".into()), ("k2".into(), String::new())]
         );
         assert!(parse_tags(b"<Tags><TagSet><Tag><Key>k</Key></Tag></TagSet></Tags>").is_err());
+        // Found by the blob_xml_bodies fuzz target: what Get Blob Tags writes (empty values
+        // as <Value></Value>, escaped characters, spaces) must parse back unchanged.
+        let doc = b"<Tags>\n <TagSet>\n  <Tag><Key> a b </Key><Value></Value></Tag>\n  <Tag><Key>x&amp;y&#65;</Key><Value>1 &lt; 2</Value></Tag>\n </TagSet>\n</Tags>";
+        assert_eq!(
+            parse_tags(doc).unwrap(),
+            vec![
+                (" a b ".into(), String::new()),
+                ("x&yA".into(), "1 < 2".into())
+            ]
+        );
         assert!(validate_tags(&[("bad key!".into(), "v".into())]).is_err());
     }
 
