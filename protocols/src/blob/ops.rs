@@ -1697,17 +1697,30 @@ pub(crate) fn parse_tags(doc: &[u8]) -> Result<Vec<(String, String)>, BlobError>
 /// Checks a Set Container ACL body: empty (whitespace), or a `<SignedIdentifiers>` document
 /// without stored access policies (which this server does not support).
 pub(crate) fn check_acl_body(doc: &[u8]) -> Result<(), BlobError> {
-    if !doc.iter().all(u8::is_ascii_whitespace) {
-        validate_root(doc, "SignedIdentifiers")?;
-        if String::from_utf8_lossy(doc).contains("<SignedIdentifier>") {
-            return Err(BlobError::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidXmlNodeValue",
-                "Stored access policies are not supported by this server; send an empty SignedIdentifiers list.",
-            ));
+    use quick_xml::events::Event;
+    if doc.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    validate_root(doc, "SignedIdentifiers")?;
+    let text = std::str::from_utf8(doc).map_err(|_| BlobError::invalid_xml("body is not UTF-8"))?;
+    let mut reader = quick_xml::Reader::from_str(text);
+    loop {
+        match reader
+            .read_event()
+            .map_err(|e| BlobError::invalid_xml(e.to_string()))?
+        {
+            // Any spelling: `<SignedIdentifier Id="…">`, `<SignedIdentifier >`, empty, prefixed.
+            Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == b"SignedIdentifier" => {
+                return Err(BlobError::new(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidXmlNodeValue",
+                    "Stored access policies are not supported by this server; send an empty SignedIdentifiers list.",
+                ));
+            }
+            Event::Eof => return Ok(()),
+            _ => {}
         }
     }
-    Ok(())
 }
 
 /// Checks that `doc` is well-formed XML whose root element is `root`.
@@ -1890,5 +1903,23 @@ mod tests {
         .unwrap();
         assert!(validate_root(b"<Other/>", "SignedIdentifiers").is_err());
         assert!(validate_root(b"<SignedIdentifiers>", "SignedIdentifiers").is_err());
+    }
+
+    #[test]
+    fn acl_bodies_with_stored_policies_are_refused() {
+        check_acl_body(b"  \n").unwrap();
+        check_acl_body(b"<?xml version=\"1.0\"?><SignedIdentifiers />").unwrap();
+        check_acl_body(b"<SignedIdentifiers>\n</SignedIdentifiers>").unwrap();
+        // Only the exact `<SignedIdentifier>` spelling used to be refused; these were accepted
+        // and their policies silently dropped (found with the blob_xml_bodies fuzz target).
+        for body in [
+            &b"<SignedIdentifiers><SignedIdentifier><Id>a</Id></SignedIdentifier></SignedIdentifiers>"[..],
+            b"<SignedIdentifiers><SignedIdentifier ><Id>a</Id></SignedIdentifier ></SignedIdentifiers>",
+            b"<SignedIdentifiers><SignedIdentifier Id=\"a\"/></SignedIdentifiers>",
+            b"<SignedIdentifiers><x:SignedIdentifier xmlns:x=\"u\"/></SignedIdentifiers>",
+        ] {
+            let err = check_acl_body(body).unwrap_err();
+            assert_eq!(err.code, "InvalidXmlNodeValue", "{}", String::from_utf8_lossy(body));
+        }
     }
 }
