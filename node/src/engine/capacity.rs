@@ -223,3 +223,163 @@ impl Engine {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use cairn_erasure::{DataStore, LayoutConfig};
+    use cairn_metadata::{Db, Options, WriteBatch};
+
+    use super::super::record::{encode, PropsRec};
+    use super::super::{retire, EngineConfig};
+    use super::*;
+    use crate::metrics::Metrics;
+
+    fn object(size: u64, segments: Vec<Segment>) -> ObjectRec {
+        ObjectRec {
+            size,
+            mtime_ns: 1,
+            md5: None,
+            etag: "e".into(),
+            parts_count: 1,
+            props: PropsRec::default(),
+            checksums: Vec::new(),
+            tags: Vec::new(),
+            segments,
+            upload_id: None,
+        }
+    }
+
+    fn ext(id: u64, len: u64) -> Segment {
+        Segment {
+            len,
+            data: SegmentData::Extent { id },
+        }
+    }
+
+    fn bytes(seed: u8, len: usize) -> Bytes {
+        let mut x = u64::from(seed) | 0x9e37_79b9_0000_0000;
+        Bytes::from(
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect::<Vec<u8>>(),
+        )
+    }
+
+    /// Records written by hand: one extent shared by objects in two buckets, an inline tail,
+    /// a staged part, an empty bucket and a deferred release. Shares follow the rule before
+    /// and after migration, and buckets + pending release add up to what the layout holds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shares_inline_staged_and_pending_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(dir.path().join("meta"), Options::default()).unwrap());
+        let mut cfg = LayoutConfig::single_node(&dir.path().join("dev"));
+        cfg.slc_segment_bytes = 4 << 20;
+        cfg.slc_capacity_bytes = 64 << 20;
+        cfg.migrate_after = Duration::from_secs(3600);
+        let ds = DataStore::open(cfg, db.clone()).await.unwrap();
+        let engine = Engine::new(
+            db.clone(),
+            ds.clone(),
+            EngineConfig {
+                accounts: BTreeMap::from([("acct".to_owned(), "key".to_owned())]),
+                region: "us-east-1".into(),
+                inline_max: 16 << 10,
+                extent_bytes: 4 << 20,
+                upload_expiry: Duration::from_secs(3600),
+            },
+            Arc::new(Metrics::default()),
+        );
+        let (xl, yl, zl) = (256u64 << 10, 100u64 << 10, 64u64 << 10);
+        let x = ds.append(bytes(1, xl as usize)).await.unwrap();
+        let y = ds.append(bytes(2, yl as usize)).await.unwrap();
+        let z = ds.append(bytes(3, zl as usize)).await.unwrap();
+        let mut b = WriteBatch::new();
+        let (xi, yi, zi) = (
+            ds.stage_commit(&mut b, &x).0,
+            ds.stage_commit(&mut b, &y).0,
+            ds.stage_commit(&mut b, &z).0,
+        );
+        for bucket in ["one", "two", "empty"] {
+            b.put(keys::bucket("acct", bucket), b"\x01\x00");
+        }
+        let inline = Segment {
+            len: 5,
+            data: SegmentData::Inline {
+                bytes: b"tail!".to_vec(),
+                crc: crc32c::crc32c(b"tail!"),
+            },
+        };
+        let o1 = object(xl + 5, vec![ext(xi, xl), inline]);
+        b.put(keys::object("acct", "one", "k1"), encode(&o1).unwrap());
+        let o2 = object(xl, vec![ext(xi, xl)]);
+        b.put(keys::object("acct", "two", "k2"), encode(&o2).unwrap());
+        let part = PartRec {
+            size: yl,
+            md5: [0; 16],
+            mtime_ns: 1,
+            checksums: Vec::new(),
+            segments: vec![ext(yi, yl)],
+        };
+        b.put(
+            keys::part("acct", "two", "upl", "00001"),
+            encode(&part).unwrap(),
+        );
+        b.put(retire::key(zi), b"");
+        db.write(b).unwrap();
+        drop((x, y, z));
+
+        let r = engine.capacity().unwrap();
+        assert_eq!(r.buckets.len(), 3, "{r:?}");
+        assert_eq!(r.buckets["acct/empty"], BucketUsage::default());
+        let one = &r.buckets["acct/one"];
+        let two = &r.buckets["acct/two"];
+        let half = xl as f64 / 2.0;
+        assert_eq!(
+            (one.objects, one.logical_bytes, one.inline_bytes),
+            (1, xl + 5, 5)
+        );
+        assert_eq!(
+            (two.objects, two.logical_bytes, two.staged_bytes),
+            (1, xl, yl)
+        );
+        assert_eq!(one.slc_bytes(), half);
+        assert_eq!(one.after_dedup_bytes(), half + 5.0);
+        assert_eq!(one.physical_bytes_with_parity(), 0.0);
+        assert_eq!(two.slc_bytes(), half + yl as f64);
+        assert_eq!(r.pending_release.slc, zl as f64);
+        assert_eq!(r.total.slc_bytes(), xl as f64 + yl as f64);
+
+        ds.flush().await.unwrap();
+        let r = engine.capacity().unwrap();
+        let one = &r.buckets["acct/one"];
+        let two = &r.buckets["acct/two"];
+        assert_eq!(one.slc_bytes(), 0.0);
+        assert_eq!(one.after_dedup_bytes(), half + 5.0);
+        assert!(one.physical_bytes_with_parity() > 0.0);
+        // Random bytes are stored raw: physical = logical × (4+2)/4.
+        assert!((one.physical_bytes_with_parity() - half * 1.5).abs() < 1e-6);
+        let y_phys = two.physical_bytes_with_parity() - one.physical_bytes_with_parity();
+        assert!((y_phys - yl as f64 * 1.5).abs() < 1e-6, "{y_phys}");
+        // Buckets plus what waits for release are everything the layout holds live.
+        let c = ds.counters();
+        let held = r.total.extents.after_compression + r.pending_release.after_compression;
+        assert!((held - c.live_bytes as f64).abs() < 1e-6, "{held} vs {c:?}");
+        let phys = r.total.physical_bytes_with_parity() + r.pending_release.physical_with_parity;
+        assert!(
+            (phys - c.physical_live_bytes as f64).abs() < 2.0,
+            "{phys} vs {c:?}"
+        );
+        assert_eq!(r.missing_extents, 0);
+        ds.shutdown().await;
+    }
+}
