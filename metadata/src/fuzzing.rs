@@ -163,11 +163,19 @@ fn fuzz_options() -> Options {
     }
 }
 
+/// Files by name with their contents.
+type NamedFiles = Vec<(String, Vec<u8>)>;
+
+/// Key-value pairs in key order.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// What `Table::get` answered: `(kind, value)` of the version found, if any.
+pub type GetResult = Result<Option<(u8, Vec<u8>)>, Error>;
+
 /// The files of a freshly created, empty database (CURRENT, manifest, an empty WAL), and
 /// the WAL's name: made once with [`Db::open`].
-fn empty_db() -> Result<&'static (Vec<(String, Vec<u8>)>, String), Error> {
-    static EMPTY: std::sync::OnceLock<(Vec<(String, Vec<u8>)>, String)> =
-        std::sync::OnceLock::new();
+fn empty_db() -> Result<&'static (NamedFiles, String), Error> {
+    static EMPTY: std::sync::OnceLock<(NamedFiles, String)> = std::sync::OnceLock::new();
     if let Some(e) = EMPTY.get() {
         return Ok(e);
     }
@@ -193,7 +201,7 @@ fn empty_db() -> Result<&'static (Vec<(String, Vec<u8>)>, String), Error> {
 /// Takes a freshly created database, replaces its (empty) write-ahead log with `wal`,
 /// reopens it with [`Db::open`] (which replays the log) and returns every key-value pair it
 /// then serves, in key order.
-pub fn replay_wal(wal: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+pub fn replay_wal(wal: &[u8]) -> Result<Pairs, Error> {
     let (files, wal_name) = empty_db()?;
     let dir = Scratch::new()?;
     for (name, bytes) in files {
@@ -227,7 +235,7 @@ pub struct TableContents {
     pub iter_error: Option<Error>,
     /// For each entry with a well-formed internal key and sequence <= [`MAX_SEQ`]:
     /// `(index, what Table::get answered for its user key at its sequence)`.
-    pub gets: Vec<(usize, Result<Option<(u8, Vec<u8>)>, Error>)>,
+    pub gets: Vec<(usize, GetResult)>,
 }
 
 /// Builds a table with the engine's writer from `entries` (internal keys, in the order
