@@ -13,3 +13,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== tests"
 cargo test --workspace
+
+echo "== fuzzing"
+bash scripts/fuzz.sh
