@@ -6,11 +6,12 @@
 //! Arrays of floats get their own cut rule. A dense training update changes
 //! the low mantissa bytes of every element, so cut points hashed over all
 //! bytes land somewhere else in every checkpoint and no chunk of version
-//! N+1 lines up with one of version N. In regions that look like floats the
-//! hash runs over the byte that holds sign and exponent only (which such an
-//! update leaves nearly unchanged), and cuts fall on element boundaries:
-//! the chunks of two versions then cover the same elements, which is what
-//! the XOR delta of [`super::encode`] needs.
+//! N+1 lines up with one of version N. Regions that look like floats are
+//! cut into chunks of a fixed number of whole elements, counted from the
+//! region start, and their features are sampled over the sign/exponent
+//! byte of each element (which such an update leaves nearly unchanged): the
+//! chunks of two versions then cover the same elements, which is what the
+//! XOR delta of [`super::encode`] needs.
 
 use super::features::{float_layout, gear, Sampler, SUPER_FEATURES};
 
@@ -61,21 +62,36 @@ pub fn chunk(data: &[u8], sizes: Sizes, float_aware: bool, features: bool) -> Ve
     out
 }
 
+/// Windows a float run must span to be cut as floats: a lone window that
+/// looks like floats (filesystem metadata, say) stays with the bytes around
+/// it, because every region boundary also restarts the content-defined cuts.
+const MIN_FLOAT_WINDOWS: usize = 4;
+
 /// Maximal runs of windows that classify alike: `(start, end, layout)`,
 /// with the phase relative to `start`.
 fn regions(data: &[u8]) -> Vec<(usize, usize, Option<(usize, usize)>)> {
-    let mut out: Vec<(usize, usize, Option<(usize, usize)>)> = Vec::new();
+    let mut runs: Vec<(usize, usize, Option<(usize, usize)>)> = Vec::new();
     let mut at = 0;
     while at < data.len() {
         let end = (at + WINDOW).min(data.len());
         // Windows start at multiples of WINDOW (a multiple of every width),
         // so a phase within the window is also the phase within the region.
         let layout = float_layout(&data[at..end]);
-        match out.last_mut() {
+        match runs.last_mut() {
             Some(last) if last.2 == layout => last.1 = end,
-            _ => out.push((at, end, layout)),
+            _ => runs.push((at, end, layout)),
         }
         at = end;
+    }
+    let mut out: Vec<(usize, usize, Option<(usize, usize)>)> = Vec::with_capacity(runs.len());
+    for (start, end, mut layout) in runs {
+        if layout.is_some() && end - start < MIN_FLOAT_WINDOWS * WINDOW {
+            layout = None;
+        }
+        match out.last_mut() {
+            Some(last) if last.2 == layout => last.1 = end,
+            _ => out.push((start, end, layout)),
+        }
     }
     out
 }
@@ -90,7 +106,7 @@ fn top_mask(bits: u32) -> u64 {
 /// The stricter and the looser mask for an average of `avg` positions.
 fn masks(avg: usize) -> (u64, u64) {
     let bits = usize::BITS - 1 - avg.max(2).leading_zeros();
-    (top_mask(bits + 2), top_mask(bits.saturating_sub(2)))
+    (top_mask(bits + 1), top_mask(bits.saturating_sub(1)))
 }
 
 /// FastCDC over every byte, sampling features on the way.
@@ -146,8 +162,18 @@ fn byte_cuts(data: &[u8], sizes: Sizes, features: bool, out: &mut Vec<Cut>) {
     }
 }
 
-/// Cuts a float region at element boundaries, hashing only the byte of each
-/// element that holds sign and exponent (the last one, little-endian).
+/// Cuts a float region into chunks of a fixed number of elements counted
+/// from the region's first element (the last chunk takes the remainder),
+/// sampling features over the byte of each element that holds sign and
+/// exponent (the last one, little-endian).
+///
+/// Fixed, not content-defined: even hashing only exponents, the cut points
+/// of a dense update drift (small weights cross powers of two), and on the
+/// checkpoint corpus only ~40% of the chunks of version N+1 covered the
+/// same elements as a chunk of version N; fixed cuts anchored at the region
+/// start (itself anchored to the extent) cover the same elements whenever
+/// the tensor sits at the same offset, which is how successive checkpoints
+/// of one model are laid out.
 fn float_cuts(
     data: &[u8],
     width: usize,
@@ -161,76 +187,43 @@ fn float_cuts(
     }
     let phase = phase.min(data.len());
     let elems = (data.len() - phase) / width;
-    let (min_e, avg_e, max_e) = (
-        (sizes.min / width).max(1),
-        (sizes.avg / width).max(1),
-        (sizes.max / width).max(1),
-    );
-    let (mask_s, mask_l) = masks(avg_e);
-    let top = |e: usize| data[phase + e * width + width - 1];
+    let per = (sizes.avg.clamp(sizes.min, sizes.max) / width).max(1);
     let mut sampler = Sampler::default();
     let mut e0 = 0;
-    let mut first = true;
-    while e0 < elems || first {
-        let remain = elems - e0;
-        let max_end = e0 + max_e.min(remain);
-        let min_end = e0 + min_e.min(remain);
-        let norm_end = e0 + avg_e.clamp(min_e, max_e).min(remain);
-        let mut h = 0u64;
-        let mut e = e0;
-        while e < min_end {
-            h = gear(h, top(e));
-            if features {
+    loop {
+        let mut e1 = (e0 + per).min(elems);
+        // A short remainder joins the last chunk while that stays within the maximum.
+        if elems - e1 < per / 4 && (elems - e0) * width + width <= sizes.max {
+            e1 = elems;
+        }
+        if features {
+            let mut h = 0u64;
+            for e in e0..e1 {
+                h = gear(h, data[phase + e * width + width - 1]);
                 sampler.offer(h);
             }
-            e += 1;
         }
-        let mut cut = false;
-        while e < norm_end {
-            h = gear(h, top(e));
-            if features {
-                sampler.offer(h);
-            }
-            e += 1;
-            if h & mask_s == 0 {
-                cut = true;
-                break;
-            }
-        }
-        if !cut {
-            while e < max_end {
-                h = gear(h, top(e));
-                if features {
-                    sampler.offer(h);
-                }
-                e += 1;
-                if h & mask_l == 0 {
-                    break;
-                }
-            }
-        }
-        // Byte range: the first chunk takes the bytes before the first
-        // element, the last one the tail that is not a whole element.
-        let from = if first { 0 } else { phase + e0 * width };
-        let to = if e >= elems {
+        // The first chunk also takes the bytes before the first element,
+        // the last one the tail that is not a whole element.
+        let from = if e0 == 0 { 0 } else { phase + e0 * width };
+        let to = if e1 >= elems {
             data.len()
         } else {
-            phase + e * width
+            phase + e1 * width
         };
         out.push(Cut {
             len: to - from,
-            layout: Some((width, if first { phase } else { 0 })),
+            layout: Some((width, if e0 == 0 { phase } else { 0 })),
             sfs: if features {
                 sampler.finish_float()
             } else {
                 None
             },
         });
-        first = false;
-        e0 = e;
-        if e >= elems {
+        if e1 >= elems {
             break;
         }
+        e0 = e1;
     }
 }
 
@@ -308,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn float_cuts_line_up_across_a_dense_update() {
+    fn float_chunks_line_up_across_a_dense_update() {
         // Two versions of one tensor: every element differs in its low bytes.
         let a = floats(200_000, 7, 0.0);
         let b = floats(200_000, 7, 1e-4);
@@ -318,8 +311,7 @@ mod tests {
         assert!(ca.iter().all(|c| c.layout.is_some()));
         let la: Vec<usize> = ca.iter().map(|c| c.len).collect();
         let lb: Vec<usize> = cb.iter().map(|c| c.len).collect();
-        let same = la.iter().zip(&lb).filter(|(x, y)| x == y).count();
-        assert!(same * 10 >= la.len() * 9, "{same} of {}", la.len());
+        assert_eq!(la, lb);
         // Whole-byte CDC does not line up on the same data.
         let pa: Vec<usize> = chunk(&a, SIZES, false, false)
             .iter()

@@ -46,6 +46,7 @@ pub const ZSTD_DICT_MAGIC: [u8; 4] = 0xEC30_A437u32.to_le_bytes();
 thread_local! {
     static CCTX: RefCell<CCtx<'static>> = RefCell::new(CCtx::create());
     static DCTX: RefCell<DCtx<'static>> = RefCell::new(DCtx::create());
+    static FRAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 fn zerr(what: &str, code: usize) -> LayoutError {
@@ -64,23 +65,25 @@ pub fn compress_into(
 ) -> Result<bool> {
     let head = out.len();
     let bound = zstd::zstd_safe::compress_bound(src.len());
-    out.reserve(bound);
-    let res = CCTX.with(|c| {
-        let mut c = c.borrow_mut();
-        let mut frame: Vec<u8> = Vec::with_capacity(bound);
-        let r = if dict.is_empty() {
-            c.compress(&mut frame, src, level)
-        } else {
-            c.compress_using_dict(&mut frame, src, dict, level)
-        };
-        r.map(|_| frame)
-    });
-    let frame = res.map_err(|e| zerr("zstd compression failed", e))?;
-    if head + frame.len() >= limit {
-        return Ok(false);
-    }
-    out.extend_from_slice(&frame);
-    Ok(true)
+    CCTX.with(|c| {
+        FRAME.with(|f| {
+            let (mut c, mut frame) = (c.borrow_mut(), f.borrow_mut());
+            // One frame buffer per thread: a fresh one per call costs page faults.
+            frame.clear();
+            frame.reserve(bound);
+            let r = if dict.is_empty() {
+                c.compress(&mut *frame, src, level)
+            } else {
+                c.compress_using_dict(&mut *frame, src, dict, level)
+            };
+            r.map_err(|e| zerr("zstd compression failed", e))?;
+            if head + frame.len() >= limit {
+                return Ok(false);
+            }
+            out.extend_from_slice(&frame);
+            Ok(true)
+        })
+    })
 }
 
 fn decompress(src: &[u8], dict: &[u8], logical_len: usize) -> Result<Vec<u8>> {
@@ -260,7 +263,9 @@ fn segments_into(
         at += len;
         let word = out.len();
         out.extend_from_slice(&[0; 4]);
-        let framed = !seg.is_empty() && compress_into(out, seg, &[], level, word + 4 + len)?;
+        let framed = !seg.is_empty()
+            && !looks_random(seg)
+            && compress_into(out, seg, &[], level, word + 4 + len)?;
         let v = if framed {
             (out.len() - word - 4) as u32
         } else {
@@ -273,6 +278,32 @@ fn segments_into(
         }
     }
     Ok(true)
+}
+
+/// True when the byte histogram of `seg` says zstd cannot gain more than
+/// ~2% (order-0 entropy above 7.85 bits per byte; the low mantissa planes of
+/// floats): such segments are stored raw without trying.
+fn looks_random(seg: &[u8]) -> bool {
+    if seg.len() < 4096 {
+        return false;
+    }
+    // Every 4th byte: 2048 samples of a random 8 KiB plane still estimate ~7.9 bits.
+    let mut hist = [0u32; 256];
+    let mut n = 0u32;
+    for &b in seg.iter().step_by(4) {
+        hist[b as usize] += 1;
+        n += 1;
+    }
+    let n = n as f64;
+    let bits: f64 = hist
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum();
+    bits > 7.85
 }
 
 /// Inverse of [`segments_into`] for segments of the expected `lens`.

@@ -204,15 +204,40 @@ pub fn float_layout(data: &[u8]) -> Option<(usize, usize)> {
 /// element are copied as is (before and after the planes).
 pub fn to_planes(data: &[u8], width: usize, phase: usize, out: &mut Vec<u8>) {
     out.clear();
-    out.reserve(data.len());
     let phase = phase.min(data.len());
-    out.extend_from_slice(&data[..phase]);
     let body = &data[phase..];
     let n = body.len() / width;
-    for lane in 0..width {
-        out.extend(body[..n * width].iter().skip(lane).step_by(width));
+    out.resize(data.len(), 0);
+    out[..phase].copy_from_slice(&data[..phase]);
+    let (planes, tail) = out[phase..].split_at_mut(n * width);
+    match width {
+        4 => {
+            let (p0, rest) = planes.split_at_mut(n);
+            let (p1, rest) = rest.split_at_mut(n);
+            let (p2, p3) = rest.split_at_mut(n);
+            let lanes = p0.iter_mut().zip(p1).zip(p2.iter_mut().zip(p3));
+            for (((a, b), (c, d)), e) in lanes.zip(body.chunks_exact(4)) {
+                (*a, *b, *c, *d) = (e[0], e[1], e[2], e[3]);
+            }
+        }
+        2 => {
+            let (p0, p1) = planes.split_at_mut(n);
+            for ((a, b), e) in p0.iter_mut().zip(p1).zip(body.chunks_exact(2)) {
+                (*a, *b) = (e[0], e[1]);
+            }
+        }
+        _ => {
+            for lane in 0..width {
+                for (d, e) in planes[lane * n..(lane + 1) * n]
+                    .iter_mut()
+                    .zip(body.chunks_exact(width))
+                {
+                    *d = e[lane];
+                }
+            }
+        }
     }
-    out.extend_from_slice(&body[n * width..]);
+    tail.copy_from_slice(&body[n * width..]);
 }
 
 /// Inverse of [`to_planes`].

@@ -257,17 +257,22 @@ impl SimilarityReducer {
         if let Some((w, phase)) = layout {
             if encode::split_planes_into(&mut out, logical, (w, phase), self.cfg.zstd_level, limit)?
             {
-                // Plain zstd gets a full try only where a sample says it may win.
+                // Plain zstd gets a full try only where a sample says it may
+                // win; dense floats (planes at 50-90%) skip even the sample:
+                // byte-oriented LZ does not get there on them.
+                let r = out.len() as f64 / logical.len() as f64;
+                let dense = (0.5..=0.9).contains(&r);
                 let sample = &logical[..logical.len().min(PLAIN_SAMPLE)];
                 let mut probe = Vec::new();
                 encode::header(&mut probe, sample);
-                let plain_ok = encode::compress_into(
-                    &mut probe,
-                    sample,
-                    &[],
-                    self.cfg.zstd_level,
-                    usize::MAX,
-                )?;
+                let plain_ok = !dense
+                    && encode::compress_into(
+                        &mut probe,
+                        sample,
+                        &[],
+                        self.cfg.zstd_level,
+                        usize::MAX,
+                    )?;
                 try_plain = plain_ok
                     && (probe.len() as f64 / sample.len() as f64)
                         < (out.len() as f64 / logical.len() as f64);
@@ -301,52 +306,54 @@ impl SimilarityReducer {
             _ => None,
         };
         let layout = cut.layout.filter(|_| self.cfg.float_planes);
-        let (enc, stored) = self.compress_with(logical, layout, max_stored)?;
+        let level = self.cfg.zstd_level;
+        // The delta first: where it is clearly small, plain compression is
+        // not worth running (it rarely gets below 80% of a float chunk
+        // or an eighth of anything else).
+        let mut delta: Option<(u8, Vec<u8>, u64)> = None;
         if let Some((id, b)) = base {
-            let limit = stored.len().min(max_stored);
+            let limit = logical.len().min(max_stored);
             let mut out = Vec::new();
             let (encoding, ok) = match (layout, b.layout) {
-                // Floats against floats: element-wise XOR (chunks cut on
-                // exponents line up with the same elements of the last version).
+                // Floats against floats: element-wise XOR (chunks of a float
+                // region line up with the same elements of the last version).
                 (Some(l), Some(bl)) => (
                     ENCODING_XOR_PLANES,
-                    encode::xor_planes_into(
-                        &mut out,
-                        logical,
-                        l,
-                        &b.bytes,
-                        bl,
-                        self.cfg.zstd_level,
-                        limit,
-                    )?,
+                    encode::xor_planes_into(&mut out, logical, l, &b.bytes, bl, level, limit)?,
                 ),
                 _ => {
                     encode::header(&mut out, logical);
                     (
                         ENCODING_DELTA,
-                        encode::compress_into(
-                            &mut out,
-                            logical,
-                            &b.bytes,
-                            self.cfg.zstd_level,
-                            limit,
-                        )?,
+                        encode::compress_into(&mut out, logical, &b.bytes, level, limit)?,
                     )
                 }
             };
             if ok {
-                return Ok(Encoded {
-                    encoding,
-                    stored: Bytes::from(out),
-                    base: Some(id),
-                });
+                let clear = if layout.is_some() { 0.8 } else { 0.125 };
+                if (out.len() as f64) <= logical.len() as f64 * clear {
+                    return Ok(Encoded {
+                        encoding,
+                        stored: Bytes::from(out),
+                        base: Some(id),
+                    });
+                }
+                delta = Some((encoding, out, id));
             }
         }
-        Ok(Encoded {
-            encoding: enc,
-            stored,
-            base: None,
-        })
+        let (enc, stored) = self.compress_with(logical, layout, max_stored)?;
+        match delta {
+            Some((encoding, out, id)) if out.len() < stored.len() => Ok(Encoded {
+                encoding,
+                stored: Bytes::from(out),
+                base: Some(id),
+            }),
+            _ => Ok(Encoded {
+                encoding: enc,
+                stored,
+                base: None,
+            }),
+        }
     }
 }
 
