@@ -111,6 +111,18 @@ fn masks(avg: usize) -> (u64, u64) {
 
 /// FastCDC over every byte, sampling features on the way.
 fn byte_cuts(data: &[u8], sizes: Sizes, features: bool, out: &mut Vec<Cut>) {
+    if features {
+        byte_cuts_with::<true>(data, sizes, out)
+    } else {
+        byte_cuts_with::<false>(data, sizes, out)
+    }
+}
+
+/// Bytes of hash warm-up before the minimum size (the Gear hash depends on
+/// the last 64 bytes only).
+const WARMUP: usize = 64;
+
+fn byte_cuts_with<const F: bool>(data: &[u8], sizes: Sizes, out: &mut Vec<Cut>) {
     let (mask_s, mask_l) = masks(sizes.avg);
     let mut sampler = Sampler::default();
     let mut start = 0;
@@ -119,47 +131,62 @@ fn byte_cuts(data: &[u8], sizes: Sizes, features: bool, out: &mut Vec<Cut>) {
         let max_end = start + sizes.max.min(remain);
         let min_end = start + sizes.min.min(remain);
         let norm_end = start + sizes.avg.clamp(sizes.min, sizes.max).min(remain);
-        let mut h = 0u64;
-        // Features cover the whole chunk, so the bytes before the minimum are hashed too.
-        for &b in &data[start..min_end] {
-            h = gear(h, b);
-            if features {
-                sampler.offer(h);
-            }
-        }
-        let mut i = min_end;
-        let mut cut = false;
-        while i < norm_end {
-            h = gear(h, data[i]);
-            if features {
-                sampler.offer(h);
-            }
-            i += 1;
-            if h & mask_s == 0 {
-                cut = true;
-                break;
-            }
-        }
-        if !cut {
-            while i < max_end {
-                h = gear(h, data[i]);
-                if features {
-                    sampler.offer(h);
-                }
-                i += 1;
-                if h & mask_l == 0 {
-                    break;
-                }
-            }
-        }
-        let end = i;
+        // No cut falls before the minimum, so only the last 64 bytes before
+        // it are hashed (the Gear hash depends on no more); features are
+        // sampled from there on, over the chunk's last three quarters or more.
+        let from = min_end.saturating_sub(WARMUP).max(start);
+        let mut h = roll::<F>(&data[from..min_end], 0, &mut sampler);
+        let end = match scan::<F>(&data[min_end..norm_end], &mut h, &mut sampler, mask_s) {
+            Some(j) => min_end + j,
+            None => match scan::<F>(&data[norm_end..max_end], &mut h, &mut sampler, mask_l) {
+                Some(j) => norm_end + j,
+                None => max_end,
+            },
+        };
         out.push(Cut {
             len: end - start,
             layout: None,
-            sfs: if features { sampler.finish(4) } else { None },
+            sfs: if F { sampler.finish(4) } else { None },
         });
         start = end;
     }
+}
+
+/// Rolls the Gear hash `h` over `bytes` (offering each value to the
+/// sampler when `F`) and returns it.
+#[inline(always)]
+fn roll<const F: bool>(bytes: &[u8], mut h: u64, sampler: &mut Sampler) -> u64 {
+    for &b in bytes {
+        h = gear(h, b);
+        if F {
+            sampler.offer(h);
+        }
+    }
+    h
+}
+
+/// Rolls the Gear hash `h` over `bytes` until a value has all of `mask`
+/// clear; returns the length up to and including that byte.
+#[inline(always)]
+fn scan<const F: bool>(
+    bytes: &[u8],
+    h: &mut u64,
+    sampler: &mut Sampler,
+    mask: u64,
+) -> Option<usize> {
+    let mut x = *h;
+    for (j, &b) in bytes.iter().enumerate() {
+        x = gear(x, b);
+        if F {
+            sampler.offer(x);
+        }
+        if x & mask == 0 {
+            *h = x;
+            return Some(j + 1);
+        }
+    }
+    *h = x;
+    None
 }
 
 /// Cuts a float region into chunks of a fixed number of elements counted

@@ -163,6 +163,35 @@ pub struct SimilarityReducer {
     state: Mutex<State>,
     /// Per-stage counters.
     pub stats: ReductionStats,
+    /// Back-off of byte (non-float) delta attempts, see [`Backoff`].
+    text_deltas: Mutex<Backoff>,
+}
+
+/// Exponential back-off of delta attempts that keep losing. Text that
+/// shares only boilerplate (log templates, say) matches super-features
+/// everywhere while a delta against the match never beats plain zstd, and
+/// each attempt is a second compression; after a loss the next `skip`
+/// matches go untried (doubling up to 32), and a win resets it.
+#[derive(Default)]
+struct Backoff {
+    skip: u32,
+    left: u32,
+}
+
+impl Backoff {
+    /// Whether to try this match.
+    fn attempt(&mut self) -> bool {
+        if self.left > 0 {
+            self.left -= 1;
+            return false;
+        }
+        true
+    }
+
+    fn record(&mut self, won: bool) {
+        self.skip = if won { 0 } else { (self.skip * 2 + 1).min(32) };
+        self.left = self.skip;
+    }
 }
 
 /// A chunk as the pipeline encoded it, before the index decides dedup.
@@ -178,6 +207,7 @@ impl SimilarityReducer {
         SimilarityReducer {
             cfg,
             state: Mutex::new(State::default()),
+            text_deltas: Mutex::new(Backoff::default()),
             stats: ReductionStats::default(),
         }
     }
@@ -311,6 +341,9 @@ impl SimilarityReducer {
         // not worth running (it rarely gets below 80% of a float chunk
         // or an eighth of anything else).
         let mut delta: Option<(u8, Vec<u8>, u64)> = None;
+        let floats = layout.is_some() && b_is_float(&base);
+        let base = base.filter(|_| floats || self.text_deltas.lock().attempt());
+        let tried = base.is_some();
         if let Some((id, b)) = base {
             let limit = logical.len().min(max_stored);
             let mut out = Vec::new();
@@ -332,6 +365,9 @@ impl SimilarityReducer {
             if ok {
                 let clear = if layout.is_some() { 0.8 } else { 0.125 };
                 if (out.len() as f64) <= logical.len() as f64 * clear {
+                    if !floats {
+                        self.text_deltas.lock().record(true);
+                    }
                     return Ok(Encoded {
                         encoding,
                         stored: Bytes::from(out),
@@ -342,8 +378,12 @@ impl SimilarityReducer {
             }
         }
         let (enc, stored) = self.compress_with(logical, layout, max_stored)?;
+        let won = matches!(&delta, Some((_, out, _)) if out.len() < stored.len());
+        if tried && !floats {
+            self.text_deltas.lock().record(won);
+        }
         match delta {
-            Some((encoding, out, id)) if out.len() < stored.len() => Ok(Encoded {
+            Some((encoding, out, id)) if won => Ok(Encoded {
                 encoding,
                 stored: Bytes::from(out),
                 base: Some(id),
@@ -355,6 +395,11 @@ impl SimilarityReducer {
             }),
         }
     }
+}
+
+/// Whether a found base holds floats (its delta is an XOR, never backed off).
+fn b_is_float(base: &Option<(u64, Base)>) -> bool {
+    base.as_ref().is_some_and(|(_, b)| b.layout.is_some())
 }
 
 impl Reducer for SimilarityReducer {
