@@ -274,6 +274,7 @@ struct Row {
     t_fp: f64,
     t_feat: f64,
     t_comp: f64,
+    t_zstd: f64,
     t_full: f64,
     hits: (u64, u64, u64, u64),
     lat: [Duration; 4],
@@ -326,6 +327,7 @@ fn measure(name: &'static str, extents: &[Bytes]) -> Res<Row> {
     let mut zstd_stored = 0u64;
     let mut dedup_stored = 0u64;
     let mut seen = HashSet::new();
+    let t = Instant::now();
     for (c, fp) in chunks.iter().zip(&fps) {
         let (_, s) = plain.compress_chunk(c, MAX_STORED)?;
         zstd_stored += s.len() as u64;
@@ -333,6 +335,7 @@ fn measure(name: &'static str, extents: &[Bytes]) -> Res<Row> {
             dedup_stored += s.len() as u64;
         }
     }
+    let t_zstd = mbps(logical, t.elapsed());
     // Stage: compression as the pipeline does it (zstd, float planes where they win).
     let full_cfg = ReductionConfig::default();
     let comp = SimilarityReducer::new(full_cfg.clone());
@@ -379,6 +382,7 @@ fn measure(name: &'static str, extents: &[Bytes]) -> Res<Row> {
         t_fp,
         t_feat,
         t_comp,
+        t_zstd,
         t_full,
         hits,
         lat,
@@ -458,7 +462,10 @@ fn main() -> Res<()> {
     let only = std::env::var("CAIRN_REDUCTION_ONLY").ok();
     let mut rows = Vec::new();
     for (name, build) in specs {
-        if only.as_deref().is_some_and(|o| !o.split(',').any(|x| x == name)) {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|x| x == name))
+        {
             continue;
         }
         let ext = corpus(&root, name, build)?;
@@ -493,13 +500,23 @@ fn main() -> Res<()> {
     );
     println!("\nsingle-core throughput, MB/s of logical input");
     println!(
-        "{:<12} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "corpus", "chunking", "blake3", "cut+feat", "compress", "pipeline"
+        "(zstd-1 = plain zstd level 1 per chunk, the reference; last column = pipeline / zstd-1)"
+    );
+    println!(
+        "{:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "corpus", "chunking", "blake3", "cut+feat", "compress", "zstd-1", "pipeline", "pipe/z"
     );
     for r in &rows {
         println!(
-            "{:<12} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
-            r.name, r.t_chunk, r.t_fp, r.t_feat, r.t_comp, r.t_full
+            "{:<12} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>8.2}x",
+            r.name,
+            r.t_chunk,
+            r.t_fp,
+            r.t_feat,
+            r.t_comp,
+            r.t_zstd,
+            r.t_full,
+            r.t_full / r.t_zstd
         );
     }
     println!("\nrandom 32 KiB reads through DataStore ({READS} reads, first ~{} MB of every other extent)", READ_BYTES >> 20);

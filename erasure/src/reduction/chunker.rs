@@ -67,10 +67,13 @@ pub fn chunk(data: &[u8], sizes: Sizes, float_aware: bool, features: bool) -> Ve
 /// it, because every region boundary also restarts the content-defined cuts.
 const MIN_FLOAT_WINDOWS: usize = 4;
 
+/// `(start, end, float layout)` of a region.
+type Region = (usize, usize, Option<(usize, usize)>);
+
 /// Maximal runs of windows that classify alike: `(start, end, layout)`,
 /// with the phase relative to `start`.
-fn regions(data: &[u8]) -> Vec<(usize, usize, Option<(usize, usize)>)> {
-    let mut runs: Vec<(usize, usize, Option<(usize, usize)>)> = Vec::new();
+fn regions(data: &[u8]) -> Vec<Region> {
+    let mut runs: Vec<Region> = Vec::new();
     let mut at = 0;
     while at < data.len() {
         let end = (at + WINDOW).min(data.len());
@@ -83,7 +86,7 @@ fn regions(data: &[u8]) -> Vec<(usize, usize, Option<(usize, usize)>)> {
         }
         at = end;
     }
-    let mut out: Vec<(usize, usize, Option<(usize, usize)>)> = Vec::with_capacity(runs.len());
+    let mut out: Vec<Region> = Vec::with_capacity(runs.len());
     for (start, end, mut layout) in runs {
         if layout.is_some() && end - start < MIN_FLOAT_WINDOWS * WINDOW {
             layout = None;
