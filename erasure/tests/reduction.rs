@@ -283,7 +283,8 @@ async fn checkpoint_versions_are_stored_as_plane_deltas() {
     store.flush().await.unwrap();
     assert!(r.stats.delta_hits.load(Ordering::Relaxed) > 0);
     let second = store.counters().live_bytes - first;
-    assert!(second < first * 9 / 10, "second {second} vs first {first}");
+    // Element-aligned XOR deltas: the unchanged high bytes cost next to nothing.
+    assert!(second < first * 3 / 4, "second {second} vs first {first}");
     let all = vec![(a, v0), (b, v1)];
     verify_whole(&store, &all).await;
     verify_all(&store, &all, 13).await;
