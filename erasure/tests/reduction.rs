@@ -288,6 +288,15 @@ async fn checkpoint_versions_are_stored_as_plane_deltas() {
     let all = vec![(a, v0), (b, v1)];
     verify_whole(&store, &all).await;
     verify_all(&store, &all, 13).await;
+    // After a restart no base is cached: XOR deltas decode from bases read back from QLC.
+    store.shutdown().await;
+    drop(store);
+    let r = Arc::new(SimilarityReducer::open(ReductionConfig::default(), &db).unwrap());
+    let store = DataStore::open_with_reducer(test_config(dir.path()), db.clone(), Some(r))
+        .await
+        .unwrap();
+    verify_whole(&store, &all).await;
+    verify_all(&store, &all, 14).await;
     release(&store, &db, a);
     release(&store, &db, b);
     let s = store.clone();
