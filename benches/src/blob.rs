@@ -9,7 +9,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::Full;
 
 use crate::http::{split_endpoint, uri_encode, HttpClient, Request, Response};
-use crate::s3::count;
+use crate::s3::{count, xml_text};
+use crate::store::ListPage;
 use crate::BenchError;
 
 /// The `x-ms-version` the client sends.
@@ -178,18 +179,28 @@ impl Blob {
             .body)
     }
 
-    /// One List Blobs page under `prefix`; returns the number of blobs on it.
-    pub async fn list(&self, prefix: &str) -> Result<usize, BenchError> {
-        let q = [
+    /// One List Blobs page of at most `max_results` blobs under `prefix`, continuing at
+    /// `marker` (a previous page's `NextMarker`) when given.
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        marker: Option<&str>,
+        max_results: usize,
+    ) -> Result<ListPage, BenchError> {
+        let max = max_results.to_string();
+        let mut q = vec![
             ("restype", "container"),
             ("comp", "list"),
             ("prefix", prefix),
-            ("maxresults", "1000"),
+            ("maxresults", max.as_str()),
         ];
+        if let Some(m) = marker {
+            q.push(("marker", m));
+        }
         let resp = self
-            .send("list", "GET", None, &q, &[], Bytes::new())
+            .send("list_page", "GET", None, &q, &[], Bytes::new())
             .await?;
-        Ok(count(&resp.body, b"<Blob>"))
+        parse_list_blobs(&resp.body)
     }
 
     /// Delete Blob.
@@ -233,9 +244,55 @@ impl Blob {
     }
 }
 
+/// The blobs and continuation of a List Blobs response body: the next page starts at a
+/// non-empty `<NextMarker>`; an empty or self-closing one ends the listing.
+pub fn parse_list_blobs(body: &[u8]) -> Result<ListPage, BenchError> {
+    Ok(ListPage {
+        entries: count(body, b"<Blob>"),
+        next: xml_text(body, "NextMarker")?.filter(|m| !m.is_empty()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_list_pages() {
+        let body = b"<EnumerationResults><Blobs><Blob><Name>a</Name></Blob>\
+            <Blob><Name>b</Name></Blob></Blobs><NextMarker>p/b&amp;c</NextMarker>\
+            </EnumerationResults>";
+        let p = parse_list_blobs(body).expect("page");
+        assert_eq!((p.entries, p.next.as_deref()), (2, Some("p/b&c")));
+        for last in [
+            &b"<EnumerationResults><Blobs><Blob></Blob></Blobs><NextMarker /></EnumerationResults>"[..],
+            b"<EnumerationResults><Blobs><Blob></Blob></Blobs><NextMarker></NextMarker></EnumerationResults>",
+            b"<EnumerationResults><Blobs><Blob></Blob></Blobs></EnumerationResults>",
+        ] {
+            let p = parse_list_blobs(last).expect("page");
+            assert_eq!((p.entries, p.next), (1, None));
+        }
+    }
+
+    #[test]
+    fn marker_is_encoded_and_signed_decoded() {
+        let key = base64::engine::general_purpose::STANDARD.encode(b"secret");
+        let b =
+            Blob::new(HttpClient::new(1), "http://h:1", "acct", "ctr", &key, None).expect("client");
+        let req = b
+            .request(
+                "GET",
+                None,
+                &[("comp", "list"), ("marker", "p/b&c")],
+                &[],
+                Bytes::new(),
+            )
+            .expect("request");
+        assert_eq!(
+            req.uri().to_string(),
+            "http://h:1/acct/ctr?comp=list&marker=p%2Fb%26c"
+        );
+    }
 
     #[test]
     fn sas_is_appended_instead_of_signing() {

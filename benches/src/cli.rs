@@ -34,7 +34,7 @@ pub enum Command {
     Get(RunArgs),
     /// Reads and overwrites of a prepared set (`--read-pct` reads).
     Mixed(RunArgs),
-    /// List a prefix of `--objects` objects (default 1000), one page per op.
+    /// List a prefix of `--objects` objects (default 1000); one op walks every page.
     List(RunArgs),
     /// Delete `--count` (or `--objects`, default 1000) prepared objects.
     Delete(RunArgs),
@@ -65,6 +65,10 @@ pub struct AuthArgs {
     /// Blob SAS token appended to every URL instead of SharedKey signing.
     #[arg(long)]
     pub sas: Option<String>,
+    /// S3 virtual-hosted-style: connect to the endpoint but send `Host: <bucket>.<domain>`
+    /// and path `/<key>`; DOMAIN defaults to the endpoint's host (e.g. localhost).
+    #[arg(long, value_name = "DOMAIN", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub s3_virtual_host: Option<String>,
 }
 
 impl AuthArgs {
@@ -78,6 +82,10 @@ impl AuthArgs {
             bucket: self.bucket.clone(),
             region: self.region.clone(),
             sas: self.sas.clone().filter(|_| protocol == Protocol::Blob),
+            s3_virtual_host: self
+                .s3_virtual_host
+                .clone()
+                .filter(|_| protocol == Protocol::S3),
         }
     }
 }
@@ -109,6 +117,9 @@ pub struct LoadArgs {
     /// Percentage of reads in `mixed`.
     #[arg(long, default_value_t = 70)]
     pub read_pct: u32,
+    /// Entries per listing page in `list` (S3 max-keys, Blob maxresults).
+    #[arg(long, default_value_t = 1000)]
+    pub page_size: usize,
     /// Checkpoint writers (= readers); default: --concurrency.
     #[arg(long)]
     pub writers: Option<usize>,
@@ -144,6 +155,7 @@ impl LoadArgs {
             part_size: self.part_size,
             part_concurrency: self.part_concurrency.max(1),
             read_pct: self.read_pct,
+            page_size: self.page_size,
             writers: self.writers,
             readers: self.readers,
             progress: !self.no_progress,

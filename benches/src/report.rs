@@ -79,6 +79,7 @@ impl Report {
                 c.part_concurrency,
                 fmt_size(c.part_size)
             ),
+            Workload::List => format!("concurrency {}, page size {}", c.concurrency, c.page_size),
             _ => format!("concurrency {}", c.concurrency),
         };
         let mut s = format!(

@@ -47,6 +47,20 @@ pub struct Target {
     /// Blob SAS token used instead of SharedKey.
     #[serde(skip)]
     pub sas: Option<String>,
+    /// S3 only: virtual-hosted-style requests (`Host: <bucket>.<domain>`, path `/<key>`)
+    /// with this base domain; `Some("")` means the endpoint's host name, `None` path-style.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_virtual_host: Option<String>,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListPage {
+    /// Objects (S3 `<Key>`s, Blob `<Blob>`s) on the page.
+    pub entries: usize,
+    /// Where the next page starts (S3 continuation token, Blob marker, decoded); `None`
+    /// on the last page.
+    pub next: Option<String>,
 }
 
 /// A connected bucket/container.
@@ -75,6 +89,7 @@ impl Store {
                 http,
                 &t.endpoint,
                 &t.bucket,
+                t.s3_virtual_host.as_deref(),
                 SigV4 {
                     access_key: t.account.clone(),
                     secret_key: t.key.clone(),
@@ -117,11 +132,17 @@ impl Store {
         }
     }
 
-    /// Lists one page (up to 1000) under `prefix`; returns how many entries it held.
-    pub async fn list(&self, prefix: &str) -> Result<usize, BenchError> {
+    /// Lists one page of at most `page_size` entries under `prefix`, continuing at `next`
+    /// (the previous page's [`ListPage::next`]) when given.
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        next: Option<&str>,
+        page_size: usize,
+    ) -> Result<ListPage, BenchError> {
         match self {
-            Store::S3(s) => s.list(prefix).await,
-            Store::Blob(b) => b.list(prefix).await,
+            Store::S3(s) => s.list_page(prefix, next, page_size).await,
+            Store::Blob(b) => b.list_page(prefix, next, page_size).await,
         }
     }
 

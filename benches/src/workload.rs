@@ -22,7 +22,7 @@ pub enum Workload {
     Get,
     /// Reads and overwrites of a prepared set (`--read-pct` reads).
     Mixed,
-    /// List a prefix holding `--objects` objects (one page per op).
+    /// List a prefix holding `--objects` objects (every page, `--page-size` per page).
     List,
     /// Delete prepared objects.
     Delete,
@@ -68,6 +68,8 @@ pub struct LoadConfig {
     pub part_concurrency: usize,
     /// Percentage of reads in `mixed`.
     pub read_pct: u32,
+    /// Entries per listing page in `list` (S3 `max-keys`, Blob `maxresults`).
+    pub page_size: usize,
     /// Checkpoint writers/readers (default: concurrency).
     pub writers: Option<usize>,
     /// Model readers (default: concurrency).
@@ -98,6 +100,7 @@ impl Default for LoadConfig {
             part_size: 8 << 20,
             part_concurrency: 4,
             read_pct: 70,
+            page_size: 1000,
             writers: None,
             readers: None,
             progress: true,
@@ -155,6 +158,9 @@ pub async fn run(
 ) -> Result<Report, BenchError> {
     if cfg.size == 0 && workload != Workload::List {
         return Err(BenchError::Config("--size must be at least 1 byte".into()));
+    }
+    if cfg.page_size == 0 {
+        return Err(BenchError::Config("--page-size must be at least 1".into()));
     }
     if cfg.part_size == 0 {
         return Err(BenchError::Config(
@@ -312,20 +318,55 @@ async fn mixed(ctx: &Ctx) -> Result<Vec<PhaseReport>, BenchError> {
     Ok(vec![rep])
 }
 
+/// One list operation: walks every page under the run's prefix, recording each request
+/// as `list_page`; returns the number of entries seen. Gives up after `max_pages` pages or
+/// when a page hands back the token it was asked with, so a broken server cannot loop it.
+async fn list_walk(
+    c: &Ctx,
+    rec: &crate::stats::Recorder,
+    max_pages: u64,
+) -> Result<u64, BenchError> {
+    let mut next: Option<String> = None;
+    let mut total = 0u64;
+    for _ in 0..max_pages {
+        let t = Instant::now();
+        let page = c
+            .store
+            .list_page(&c.prefix, next.as_deref(), c.cfg.page_size)
+            .await;
+        rec.result("list_page", t, 0, &page);
+        let page = page?;
+        total += page.entries as u64;
+        match page.next {
+            None => return Ok(total),
+            Some(n) if next.as_deref() == Some(n.as_str()) => {
+                return Err(BenchError::Protocol(format!(
+                    "listing repeated its continuation {n:?}"
+                )))
+            }
+            Some(n) => next = Some(n),
+        }
+    }
+    Err(BenchError::Protocol(format!(
+        "listing did not end within {max_pages} pages"
+    )))
+}
+
 async fn list(ctx: &Ctx) -> Result<Vec<PhaseReport>, BenchError> {
     let n = ctx.cfg.objects.unwrap_or(1000).max(1);
     prepare(ctx, n).await?;
-    let want = n.min(1000) as usize;
+    // A server returning at least one entry per page ends within n + 1 pages.
+    let max_pages = n + 2;
     let (rep, _) = phase("list", ctx.cfg.progress, |rec| {
         let c = ctx.clone();
         run_pool(ctx.cfg.concurrency, ctx.cfg.limits(), move |_| {
             let (c, rec) = (c.clone(), rec.clone());
             async move {
                 let t = Instant::now();
-                let r = match c.store.list(&c.prefix).await {
-                    Ok(got) if got == want => Ok(()),
+                let r = match list_walk(&c, &rec, max_pages).await {
+                    Ok(got) if got == n => Ok(()),
                     Ok(got) => Err(BenchError::Mismatch(format!(
-                        "listed {got} entries, expected {want}"
+                        "listed {got} entries, expected {n}"
                     ))),
                     Err(e) => Err(e),
                 };
