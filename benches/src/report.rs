@@ -82,8 +82,13 @@ impl Report {
             Workload::List => format!("concurrency {}, page size {}", c.concurrency, c.page_size),
             _ => format!("concurrency {}", c.concurrency),
         };
+        let style = if self.target.s3_virtual_host.is_some() {
+            " (virtual-hosted)"
+        } else {
+            ""
+        };
         let mut s = format!(
-            "cairn-bench {} over {} at {}: size {}, {fan}\n",
+            "cairn-bench {} over {}{style} at {}: size {}, {fan}\n",
             self.workload,
             self.target.protocol,
             self.target.endpoint,
