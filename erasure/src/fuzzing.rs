@@ -118,7 +118,7 @@ mod tests {
         let codec = Codec::new(2, 1).unwrap();
         let mut p = StripePacker::new(2, 2, 256);
         for i in 0..5u8 {
-            p.place(&vec![i; 90]).unwrap();
+            p.place(&[i; 90]).unwrap();
         }
         let files = p.finish(&codec, 42).unwrap();
         put("shard_block", "seed-block", 0, &files[0][..256]);
