@@ -36,6 +36,11 @@ pub const ENCODING_SPLIT_PLANES: u8 = 5;
 /// element unchanged, so their XOR planes are nearly all zero.
 pub const ENCODING_XOR_PLANES: u8 = 6;
 
+/// Largest logical length a chunk can have (chunks are at most one block
+/// payload); a record claiming more is corrupt, and decoding must not
+/// reserve memory for it.
+pub const MAX_LOGICAL: usize = 16 << 20;
+
 /// Flag in a plane segment's length word: the segment is stored raw.
 const SEGMENT_RAW: u32 = 1 << 31;
 
@@ -115,6 +120,11 @@ pub fn decode(
     base: Option<&[u8]>,
 ) -> Result<Vec<u8>> {
     let len = logical_len as usize;
+    if len > MAX_LOGICAL {
+        return Err(LayoutError::Corruption(format!(
+            "chunk claims {len} logical bytes, more than any chunk holds"
+        )));
+    }
     if stored.len() < 4 {
         return Err(LayoutError::Corruption(format!(
             "encoded chunk of {} bytes has no header",
@@ -402,6 +412,15 @@ mod tests {
                 (((r as f32) / (1u64 << 24) as f32 - 0.5) * 0.1 * scale).to_le_bytes()
             })
             .collect()
+    }
+
+    #[test]
+    fn absurd_logical_lengths_are_corruption() {
+        let mut out = Vec::new();
+        header(&mut out, b"x");
+        assert!(compress_into(&mut out, b"x", &[], 1, usize::MAX).unwrap());
+        assert!(decode(ENCODING_ZSTD, &out, u32::MAX, None).is_err());
+        assert_eq!(decode(ENCODING_ZSTD, &out, 1, None).unwrap(), b"x");
     }
 
     #[test]

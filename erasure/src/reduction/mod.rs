@@ -252,8 +252,9 @@ impl SimilarityReducer {
 
     fn chunks(&self, data: &[u8], max_stored: usize, features: bool) -> Vec<Cut> {
         let max = (self.cfg.max_chunk as usize).min(max_stored).max(64);
-        let avg = (self.cfg.avg_chunk as usize).clamp(256, max);
-        let min = (self.cfg.min_chunk as usize).clamp(64, avg);
+        // `max` can be under 256 (a tiny block payload): never clamp with min > max.
+        let avg = (self.cfg.avg_chunk as usize).max(256).min(max);
+        let min = (self.cfg.min_chunk as usize).max(64).min(avg);
         chunker::chunk(
             data,
             Sizes { min, avg, max },
@@ -558,4 +559,59 @@ pub fn rd_key(chunk: u64) -> Vec<u8> {
     let mut k = RD_CHUNK_PREFIX.to_vec();
     k.extend_from_slice(&chunk.to_be_bytes());
     k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `chunker` fuzz target: a `max_stored` under 256 made
+    /// the size clamps panic (min > max).
+    #[test]
+    fn tiny_max_stored_cuts_small_chunks() {
+        let r = SimilarityReducer::new(ReductionConfig::default());
+        let data = Bytes::from(
+            (0..5000u32)
+                .map(|i| (i * 7 % 251) as u8)
+                .collect::<Vec<_>>(),
+        );
+        for max_stored in [1, 64, 96, 255, 300] {
+            let lens = r.cut(&data, max_stored);
+            assert_eq!(lens.iter().sum::<usize>(), data.len());
+            assert!(
+                lens.iter().all(|&l| l <= max_stored.max(64)),
+                "{max_stored}"
+            );
+            let chunks = r.reduce(&data, max_stored).unwrap();
+            let mut back = Vec::new();
+            for c in &chunks {
+                match c {
+                    ReducedChunk::New {
+                        encoding,
+                        stored,
+                        logical_len,
+                        base: None,
+                    } => back.extend_from_slice(
+                        &r.decode(*encoding, stored.clone(), *logical_len).unwrap(),
+                    ),
+                    ReducedChunk::Repeat { index, .. } => {
+                        let ReducedChunk::New {
+                            encoding,
+                            stored,
+                            logical_len,
+                            ..
+                        } = &chunks[*index]
+                        else {
+                            panic!("repeat of a non-new chunk")
+                        };
+                        back.extend_from_slice(
+                            &r.decode(*encoding, stored.clone(), *logical_len).unwrap(),
+                        )
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert_eq!(back, data.to_vec());
+        }
+    }
 }
