@@ -154,26 +154,13 @@ pub fn decode(
             }
             from_planes(&planes, width as usize, phase as usize)
         }
-        ENCODING_DELTA => {
-            let base = base.ok_or_else(|| {
-                LayoutError::Corruption("delta chunk decoded without its base".into())
-            })?;
-            decompress(body, base, len)?
-        }
+        ENCODING_DELTA => decompress(body, need_base(base)?, len)?,
         ENCODING_DELTA_PLANES => {
-            let base = base.ok_or_else(|| {
-                LayoutError::Corruption("delta chunk decoded without its base".into())
-            })?;
-            if body.len() < 2 {
-                return Err(LayoutError::Corruption(
-                    "plane delta chunk has no layout".into(),
-                ));
-            }
-            let (w, p) = parse_layout(body[0])?;
-            let (bw, bp) = parse_layout(body[1])?;
+            let base = need_base(base)?;
+            let ((w, p), (bw, bp), frame) = two_layouts(body)?;
             let mut dict = Vec::new();
             to_planes(base, bw, bp, &mut dict);
-            let planes = decompress(&body[2..], &dict, len)?;
+            let planes = decompress(frame, &dict, len)?;
             if planes.len() != len {
                 return Err(LayoutError::Corruption(format!(
                     "plane delta chunk decoded to {} bytes, expected {len}",
@@ -190,22 +177,14 @@ pub fn decode(
             from_planes(&segments_decode(segs, &plane_lens(len, w, p))?, w, p)
         }
         ENCODING_XOR_PLANES => {
-            let base = base.ok_or_else(|| {
-                LayoutError::Corruption("delta chunk decoded without its base".into())
-            })?;
-            if body.len() < 2 {
-                return Err(LayoutError::Corruption(
-                    "XOR delta chunk has no layout".into(),
-                ));
-            }
-            let (w, p) = parse_layout(body[0])?;
-            let (bw, bp) = parse_layout(body[1])?;
+            let base = need_base(base)?;
+            let ((w, p), (bw, bp), segs) = two_layouts(body)?;
             if bw != w {
                 return Err(LayoutError::Corruption(format!(
                     "XOR delta of width {w} against a base of width {bw}"
                 )));
             }
-            let mut out = from_planes(&segments_decode(&body[2..], &plane_lens(len, w, p))?, w, p);
+            let mut out = from_planes(&segments_decode(segs, &plane_lens(len, w, p))?, w, p);
             xor_elements(&mut out, p, base, bp);
             out
         }
@@ -221,6 +200,24 @@ pub fn decode(
         )));
     }
     Ok(out)
+}
+
+/// `(width, phase)` of a float chunk.
+type Layout = (usize, usize);
+
+/// The base a delta encoding needs, or a corruption error.
+fn need_base(base: Option<&[u8]>) -> Result<&[u8]> {
+    base.ok_or_else(|| LayoutError::Corruption("delta chunk decoded without its base".into()))
+}
+
+/// The chunk's and the base's layout bytes at the start of a plane delta, and the rest.
+fn two_layouts(body: &[u8]) -> Result<(Layout, Layout, &[u8])> {
+    match body {
+        [l, bl, rest @ ..] => Ok((parse_layout(*l)?, parse_layout(*bl)?, rest)),
+        _ => Err(LayoutError::Corruption(
+            "plane delta chunk has no layout".into(),
+        )),
+    }
 }
 
 fn parse_layout(b: u8) -> Result<(usize, usize)> {
