@@ -201,7 +201,19 @@ pub async fn prepare(ctx: &Ctx, n: u64) -> Result<(), BenchError> {
         duration: None,
         count: Some(n),
     };
-    let (rep, _) = phase("prepare", ctx.cfg.progress, |rec| {
+    let (rep, _) = put_phase(ctx, "prepare", limits).await;
+    if let Some(e) = rep.ops.iter().find_map(|o| o.first_error.clone()) {
+        return Err(BenchError::Protocol(format!(
+            "preparing objects failed: {e}"
+        )));
+    }
+    Ok(())
+}
+
+/// A phase named `name` that puts objects 0, 1, … within `limits`;
+/// returns its report and how many objects it wrote.
+async fn put_phase(ctx: &Ctx, name: &'static str, limits: Limits) -> (PhaseReport, u64) {
+    phase(name, ctx.cfg.progress, |rec| {
         let c = ctx.clone();
         run_pool(ctx.cfg.concurrency, limits, move |seq| {
             let (c, rec) = (c.clone(), rec.clone());
@@ -214,13 +226,7 @@ pub async fn prepare(ctx: &Ctx, n: u64) -> Result<(), BenchError> {
             }
         })
     })
-    .await;
-    if let Some(e) = rep.ops.iter().find_map(|o| o.first_error.clone()) {
-        return Err(BenchError::Protocol(format!(
-            "preparing objects failed: {e}"
-        )));
-    }
-    Ok(())
+    .await
 }
 
 /// Deletes objects 0..n, ignoring errors (unless `--keep`).
@@ -243,20 +249,7 @@ pub async fn cleanup(ctx: &Ctx, n: u64) {
 }
 
 async fn put(ctx: &Ctx) -> Vec<PhaseReport> {
-    let (rep, written) = phase("put", ctx.cfg.progress, |rec| {
-        let c = ctx.clone();
-        run_pool(ctx.cfg.concurrency, ctx.cfg.limits(), move |seq| {
-            let (c, rec) = (c.clone(), rec.clone());
-            async move {
-                let body = c.payload.object(seq);
-                let n = body.len() as u64;
-                let t = Instant::now();
-                let r = c.store.put(&c.key(seq), body).await;
-                rec.result("put", t, n, &r);
-            }
-        })
-    })
-    .await;
+    let (rep, written) = put_phase(ctx, "put", ctx.cfg.limits()).await;
     cleanup(ctx, written).await;
     vec![rep]
 }

@@ -58,6 +58,20 @@ pub fn cairn_bin() -> PathBuf {
     .clone()
 }
 
+/// `len` pseudo-random bytes from a xorshift64 generator seeded with `seed | 1`:
+/// incompressible, no repeats, the same for the same seed.
+pub fn xorshift_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

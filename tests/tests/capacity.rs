@@ -46,17 +46,7 @@ fn create_bucket(node: &Node, bucket: &str, access: &str, secret: &str) {
 
 /// Pseudo-random bytes (xorshift; incompressible, no repeats).
 fn random(len: usize, seed: u64) -> Bytes {
-    let mut x = seed | 1;
-    Bytes::from(
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect::<Vec<u8>>(),
-    )
+    Bytes::from(cairn_tests::xorshift_bytes(seed, len))
 }
 
 /// Log-like text: compresses well, no two lines alike.

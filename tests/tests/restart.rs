@@ -34,19 +34,10 @@ fn store(node: &Node) -> AmazonS3 {
 }
 
 fn body(key: &str, len: usize) -> Bytes {
-    let mut x: u64 = key.bytes().fold(0xcbf29ce484222325, |h, b| {
+    let seed = key.bytes().fold(0xcbf29ce484222325, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100000001b3)
-    }) | 1;
-    Bytes::from(
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect::<Vec<u8>>(),
-    )
+    });
+    Bytes::from(cairn_tests::xorshift_bytes(seed, len))
 }
 
 fn size_for(i: usize) -> usize {
