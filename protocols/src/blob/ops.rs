@@ -1659,24 +1659,7 @@ pub(crate) fn parse_tags(doc: &[u8]) -> Result<Vec<(String, String)>, BlobError>
                     .map_err(|e| bad(&e))?
                     .into_owned()
             }
-            Event::GeneralRef(r) => {
-                if let Some(c) = r.resolve_char_ref().map_err(|e| bad(&e))? {
-                    c.to_string()
-                } else {
-                    let name = r.decode().map_err(|e| bad(&e))?;
-                    match name.as_ref() {
-                        "amp" => "&",
-                        "lt" => "<",
-                        "gt" => ">",
-                        "quot" => "\"",
-                        "apos" => "'",
-                        other => {
-                            return Err(BlobError::invalid_xml(format!("unknown entity &{other};")))
-                        }
-                    }
-                    .to_string()
-                }
-            }
+            Event::GeneralRef(r) => super::xml::resolve_ref(&r)?,
             Event::CData(c) => String::from_utf8_lossy(&c).into_owned(),
             Event::Eof => break,
             _ => continue,

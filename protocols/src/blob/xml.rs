@@ -34,6 +34,25 @@ pub enum BlockSource {
 /// Most blocks a committed block list may hold.
 pub const MAX_COMMITTED_BLOCKS: usize = 50_000;
 
+/// The text an entity or character reference stands for: `&#NN;` / `&#xNN;` and the five
+/// predefined XML entities; anything else is an InvalidXmlDocument error.
+pub fn resolve_ref(r: &quick_xml::events::BytesRef<'_>) -> Result<String, BlobError> {
+    let bad = |e: &dyn std::fmt::Display| BlobError::invalid_xml(e.to_string());
+    if let Some(c) = r.resolve_char_ref().map_err(|e| bad(&e))? {
+        return Ok(c.to_string());
+    }
+    let name = r.decode().map_err(|e| bad(&e))?;
+    let text = match name.as_ref() {
+        "amp" => "&",
+        "lt" => "<",
+        "gt" => ">",
+        "quot" => "\"",
+        "apos" => "'",
+        other => return Err(BlobError::invalid_xml(format!("unknown entity &{other};"))),
+    };
+    Ok(text.to_owned())
+}
+
 /// Parses a Put Block List body into `(source, block id as sent)` in document order.
 /// Rejects anything that is not a `<BlockList>` of those three elements with InvalidXmlDocument,
 /// and more than [`MAX_COMMITTED_BLOCKS`] entries with InvalidBlockList.
@@ -91,20 +110,7 @@ pub fn parse_block_list(body: &[u8]) -> Result<Vec<(BlockSource, String)>, BlobE
                 if current.is_none() {
                     return Err(BlobError::invalid_xml("entity outside a block element"));
                 }
-                let name = r
-                    .decode()
-                    .map_err(|e| BlobError::invalid_xml(e.to_string()))?;
-                let resolved = match name.as_ref() {
-                    "amp" => "&",
-                    "lt" => "<",
-                    "gt" => ">",
-                    "quot" => "\"",
-                    "apos" => "'",
-                    other => {
-                        return Err(BlobError::invalid_xml(format!("unknown entity &{other};")))
-                    }
-                };
-                id.push_str(resolved);
+                id.push_str(&resolve_ref(&r)?);
             }
             Event::End(_) => {
                 depth = depth.saturating_sub(1);
@@ -205,6 +211,14 @@ impl XmlWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn block_ids_resolve_character_and_entity_references() {
+        let list = parse_block_list(b"<BlockList><Latest>&#65;&#x42;&amp;C=</Latest></BlockList>")
+            .unwrap();
+        assert_eq!(list, vec![(BlockSource::Latest, "AB&C=".to_owned())]);
+        assert!(parse_block_list(b"<BlockList><Latest>&nope;</Latest></BlockList>").is_err());
+    }
 
     #[test]
     fn parses_block_list_in_order() {
