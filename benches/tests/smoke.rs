@@ -1,114 +1,30 @@
 //! Starts the real `cairn` binary and drives tiny workloads through the library over S3 and
 //! Blob, so the load generator cannot silently rot.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
 use cairn_bench::cli::DEV_KEY;
 use cairn_bench::store::{Protocol, Target};
 use cairn_bench::workload::{run, LoadConfig, Workload};
+use cairn_tests::Node;
 
-/// target/<profile>/cairn next to this test binary, built if missing.
-fn cairn_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf();
-    let bin = profile_dir.join("cairn");
-    if !bin.exists() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("root");
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(["build", "-p", "cairn-node", "--bin", "cairn"])
-            .current_dir(root);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().expect("cargo build").success());
-    }
-    bin
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct Node {
-    child: Child,
-    s3: u16,
-    blob: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn start() -> Node {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (s3, blob) = (free_port(), free_port());
-        let child = Command::new(cairn_bin())
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--s3-addr", &format!("127.0.0.1:{s3}")])
-            .args(["--blob-addr", &format!("127.0.0.1:{blob}")])
-            .args(["--admin-addr", &format!("127.0.0.1:{}", free_port())])
-            .args(["--peer-addr", &format!("127.0.0.1:{}", free_port())])
-            .env("CAIRN_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn cairn");
-        let mut node = Node {
-            child,
-            s3,
-            blob,
-            _dir: dir,
-        };
-        let t = Instant::now();
-        while !(TcpStream::connect(("127.0.0.1", s3)).is_ok()
-            && TcpStream::connect(("127.0.0.1", blob)).is_ok())
-        {
-            if let Ok(Some(st)) = node.child.try_wait() {
-                panic!("cairn exited early: {st}");
-            }
-            assert!(t.elapsed() < Duration::from_secs(60), "cairn did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        node
-    }
-
-    fn target(&self, protocol: Protocol) -> Target {
-        let port = match protocol {
-            Protocol::S3 => self.s3,
-            Protocol::Blob => self.blob,
-        };
-        Target {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            protocol,
-            account: "devstoreaccount1".into(),
-            key: DEV_KEY.into(),
-            bucket: "smoke".into(),
-            region: "us-east-1".into(),
-            sas: None,
-            s3_virtual_host: None,
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A load-generator target on `node` over `protocol`.
+fn target(node: &Node, protocol: Protocol) -> Target {
+    let port = match protocol {
+        Protocol::S3 => node.s3_port,
+        Protocol::Blob => node.blob_port,
+    };
+    Target {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        protocol,
+        account: "devstoreaccount1".into(),
+        key: DEV_KEY.into(),
+        bucket: "smoke".into(),
+        region: "us-east-1".into(),
+        sas: None,
+        s3_virtual_host: None,
     }
 }
 
@@ -116,7 +32,7 @@ impl Drop for Node {
 async fn put_get_checkpoint_over_s3_and_blob() {
     let node = Node::start();
     for protocol in [Protocol::S3, Protocol::Blob] {
-        let target = node.target(protocol);
+        let target = target(&node, protocol);
         let cfg = LoadConfig {
             size: 4096,
             concurrency: 4,
@@ -208,7 +124,7 @@ fn errors(report: &Value) -> u64 {
 #[test]
 fn list_walks_every_page_over_s3_and_blob() {
     let node = Node::start();
-    for (protocol, port) in [("s3", node.s3), ("blob", node.blob)] {
+    for (protocol, port) in [("s3", node.s3_port), ("blob", node.blob_port)] {
         let endpoint = format!("http://127.0.0.1:{port}");
         // 2500 objects, 1000 per page: every list op is 3 page requests.
         let (code, out, report) = bench(&[
@@ -247,7 +163,7 @@ fn list_walks_every_page_over_s3_and_blob() {
 fn s3_virtual_hosted_put_get() {
     let node = Node::start();
     // The node takes `<bucket>.localhost[:port]` as virtual-hosted (its default s3_domains).
-    let endpoint = format!("http://localhost:{}", node.s3);
+    let endpoint = format!("http://localhost:{}", node.s3_port);
     for workload in ["put", "get"] {
         let (code, out, report) = bench(&[
             workload,
@@ -277,7 +193,7 @@ fn s3_virtual_hosted_put_get() {
     }
     // The bucket really travels in Host only: with a domain the node does not serve, the
     // same requests are path-style requests without a bucket and fail.
-    let ip = format!("http://127.0.0.1:{}", node.s3);
+    let ip = format!("http://127.0.0.1:{}", node.s3_port);
     let (code, out, _) = bench(&[
         "put",
         "-e",

@@ -1,21 +1,11 @@
 //! The `cairn` binary's command line: help text, configuration precedence and safety checks,
 //! the admin CLI against a running node, and clean shutdown on SIGTERM.
 
-use std::io::Read;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cairn"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
@@ -97,22 +87,19 @@ fn admin(r: &Running, args: &[&str]) -> (bool, String) {
 fn config_file_env_and_flags_then_admin_cli_then_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("cairn.toml");
-    let (s3, admin_port) = (free_port(), free_port());
     std::fs::write(
         &cfg,
-        format!(
-            "s3_addr = \"127.0.0.1:1\"\nadmin_addr = \"127.0.0.1:{admin_port}\"\nregion = \"file-region\"\n\
-             [[accounts]]\nname = \"alt\"\nkey = \"alt-secret\"\n"
-        ),
+        "s3_addr = \"127.0.0.1:1\"\nadmin_addr = \"127.0.0.1:0\"\nregion = \"file-region\"\n\
+         [[accounts]]\nname = \"alt\"\nkey = \"alt-secret\"\n",
     )
     .unwrap();
-    let child = bin()
+    let log = dir.path().join("stdout.log");
+    let mut child = bin()
         .args(["serve", "--config"])
         .arg(&cfg)
-        .arg("--s3-addr")
-        .arg(format!("127.0.0.1:{s3}")) // flag beats the file
-        .arg("--blob-addr")
-        .arg(format!("127.0.0.1:{}", free_port()))
+        .args(["--s3-addr", "127.0.0.1:0"]) // flag beats the file
+        .args(["--blob-addr", "127.0.0.1:0"])
+        .args(["--peer-addr", "127.0.0.1:0"])
         .env("CAIRN_DATA_DIR", dir.path().join("data")) // env beats the default
         .env("CAIRN_REGION", "env-region") // env beats the file
         .env("CAIRN_LOG", "warn")
@@ -120,9 +107,16 @@ fn config_file_env_and_flags_then_admin_cli_then_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let addrs = cairn_tests::await_banner(
+        &mut child,
+        Some(std::fs::File::create(&log).unwrap()),
+        Duration::from_secs(60),
+    )
+    .expect("banner with the bound addresses");
+    assert_ne!(addrs.s3.port(), 1, "the --s3-addr flag must beat the file");
     let mut r = Running {
         child,
-        admin: format!("127.0.0.1:{admin_port}"),
+        admin: addrs.admin.to_string(),
     };
     let t = Instant::now();
     loop {
@@ -175,14 +169,17 @@ fn config_file_env_and_flags_then_admin_cli_then_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
-    let mut out = String::new();
-    r.child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert!(out.contains(&format!("http://127.0.0.1:{s3}")), "{out}");
+    // The stdout reader thread copies the last lines to the log after the exit.
+    let t = Instant::now();
+    let out = loop {
+        let out = std::fs::read_to_string(&log).unwrap_or_default();
+        if out.contains("cairn: stopped") || t.elapsed() > Duration::from_secs(10) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(out.contains(&format!("http://{}", addrs.s3)), "{out}");
+    assert!(out.contains("s3_addr = \"127.0.0.1:0\""), "{out}");
     assert!(out.contains("region = \"env-region\""), "{out}");
     assert!(out.contains("AWS_ACCESS_KEY_ID=devstoreaccount1"), "{out}");
     assert!(out.contains("account    alt"), "{out}");

@@ -3,7 +3,7 @@
 //! SIGTERM or SIGKILL. Also runs the external client scripts under `tests/clients/`.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
@@ -72,13 +72,68 @@ pub fn xorshift_bytes(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// A free loopback port (bound then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// The addresses a node bound, read from its start-up banner (`S3`, `Blob` and `admin`
+/// lines). Nodes in tests are started on port 0, so no port is ever picked and then lost to a
+/// racing process; the banner is the one place that names the ports the kernel gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BoundAddrs {
+    /// S3 listener.
+    pub s3: SocketAddr,
+    /// Blob listener.
+    pub blob: SocketAddr,
+    /// Admin listener.
+    pub admin: SocketAddr,
+}
+
+/// Parses the banner lines `S3 http://ADDR`, `Blob http://ADDR/...`, `admin http://ADDR`;
+/// `None` until all three have been printed.
+pub fn parse_banner(text: &str) -> Option<BoundAddrs> {
+    let addr_after = |label: &str| {
+        text.lines().find_map(|line| {
+            let rest = line.trim_start().strip_prefix(label)?;
+            let url = rest.trim_start().strip_prefix("http://")?;
+            let end = url.find(['/', ' ']).unwrap_or(url.len());
+            url[..end].parse::<SocketAddr>().ok()
+        })
+    };
+    Some(BoundAddrs {
+        s3: addr_after("S3 ")?,
+        blob: addr_after("Blob ")?,
+        admin: addr_after("admin ")?,
+    })
+}
+
+/// Reads `child`'s stdout on a thread, appending every line to `log` (when given) and
+/// returning the bound addresses as soon as the banner has named them all; `None` if the
+/// process ended (or closed stdout) first or `timeout` passed. Output after the banner keeps
+/// flowing to `log` until the process exits.
+pub fn await_banner(
+    child: &mut Child,
+    log: Option<std::fs::File>,
+    timeout: Duration,
+) -> Option<BoundAddrs> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut log = log;
+        let mut seen = String::new();
+        let mut sent = false;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(f) = log.as_mut() {
+                let _ = writeln!(f, "{line}");
+            }
+            if !sent {
+                seen.push_str(&line);
+                seen.push('\n');
+                if let Some(addrs) = parse_banner(&seen) {
+                    sent = tx.send(addrs).is_ok();
+                }
+            }
+        }
+    });
+    rx.recv_timeout(timeout).ok()
 }
 
 /// A running node.
@@ -134,47 +189,43 @@ impl Node {
     }
 
     fn spawn(&mut self) {
-        for _attempt in 0..5 {
-            let s3_port = free_port();
-            let blob_port = free_port();
-            let admin_port = free_port();
+        for _attempt in 0..3 {
             let log = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&self.log)
                 .expect("log file");
             let log2 = log.try_clone().expect("log clone");
-            let child = Command::new(cairn_bin())
+            let mut child = Command::new(cairn_bin())
                 .arg("serve")
                 .arg("--data-dir")
                 .arg(&self.data_dir)
-                .arg("--s3-addr")
-                .arg(format!("127.0.0.1:{s3_port}"))
-                .arg("--admin-addr")
-                .arg(format!("127.0.0.1:{admin_port}"))
-                .arg("--blob-addr")
-                .arg(format!("127.0.0.1:{blob_port}"))
-                .arg("--peer-addr")
-                .arg(format!("127.0.0.1:{}", free_port()))
+                .args(["--s3-addr", "127.0.0.1:0"])
+                .args(["--admin-addr", "127.0.0.1:0"])
+                .args(["--blob-addr", "127.0.0.1:0"])
+                .args(["--peer-addr", "127.0.0.1:0"])
                 .args(&self.extra)
                 .env(
                     "CAIRN_LOG",
                     std::env::var("CAIRN_LOG").unwrap_or_else(|_| "warn".into()),
                 )
                 .stdin(Stdio::null())
-                .stdout(log)
+                .stdout(Stdio::piped())
                 .stderr(log2)
                 .spawn()
                 .expect("spawn cairn");
+            let addrs = await_banner(&mut child, Some(log), Duration::from_secs(60));
             self.child = Some(child);
-            self.s3_port = s3_port;
-            self.blob_port = blob_port;
-            self.endpoint = format!("http://127.0.0.1:{s3_port}");
-            self.admin = format!("127.0.0.1:{admin_port}").parse().expect("addr");
-            if self.wait_ready(Duration::from_secs(60)) {
-                return;
+            if let Some(addrs) = addrs {
+                self.s3_port = addrs.s3.port();
+                self.blob_port = addrs.blob.port();
+                self.endpoint = format!("http://127.0.0.1:{}", self.s3_port);
+                self.admin = addrs.admin;
+                if self.wait_ready(Duration::from_secs(60)) {
+                    return;
+                }
             }
-            // Port race or slow start: stop it and retry on other ports.
+            // Slow or failed start: stop it and try again.
             self.kill9();
         }
         panic!("cairn did not start; log:\n{}", self.log_text());
@@ -314,4 +365,23 @@ pub fn client_script(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn banner_names_the_bound_addresses() {
+        let banner = "cairn 0.1.0 — single node\n  data dir   /d (opened in 1ms)\n\
+            \x20 S3         http://127.0.0.1:40001  region us-east-1  (path-style)\n\
+            \x20 Blob       http://127.0.0.1:40002/<account>  (path-style)\n\
+            \x20 peer       127.0.0.1:0 (reserved)\n";
+        assert_eq!(parse_banner(banner), None, "no admin line yet");
+        let full = format!("{banner}  admin      http://127.0.0.1:40003  (/health)\n");
+        let addrs = parse_banner(&full).expect("all three lines");
+        assert_eq!(addrs.s3.port(), 40001);
+        assert_eq!(addrs.blob.port(), 40002);
+        assert_eq!(addrs.admin.port(), 40003);
+    }
 }
