@@ -283,12 +283,12 @@ async fn checkpoint_versions_are_stored_as_plane_deltas() {
     store.flush().await.unwrap();
     assert!(r.stats.delta_hits.load(Ordering::Relaxed) > 0);
     let second = store.counters().live_bytes - first;
-    // Element-aligned XOR deltas: the unchanged high bytes cost next to nothing.
+    // Element-aligned difference deltas: the unchanged high bytes cost next to nothing.
     assert!(second < first * 3 / 4, "second {second} vs first {first}");
     let all = vec![(a, v0), (b, v1)];
     verify_whole(&store, &all).await;
     verify_all(&store, &all, 13).await;
-    // After a restart no base is cached: XOR deltas decode from bases read back from QLC.
+    // After a restart no base is cached: the deltas decode from bases read back from QLC.
     store.shutdown().await;
     drop(store);
     let r = Arc::new(SimilarityReducer::open(ReductionConfig::default(), &db).unwrap());

@@ -29,8 +29,8 @@ use crate::records;
 use crate::reduce::{ReducedChunk, Reducer, ENCODING_RAW};
 use chunker::{Cut, Sizes};
 use encode::{
-    ENCODING_DELTA, ENCODING_DELTA_PLANES, ENCODING_SPLIT_PLANES, ENCODING_XOR_PLANES,
-    ENCODING_ZSTD, ENCODING_ZSTD_PLANES, ZSTD_DICT_MAGIC,
+    ENCODING_DELTA, ENCODING_DELTA_PLANES, ENCODING_SPLIT_PLANES, ENCODING_SUB_PLANES,
+    ENCODING_XOR_PLANES, ENCODING_ZSTD, ENCODING_ZSTD_PLANES, ZSTD_DICT_MAGIC,
 };
 use features::SUPER_FEATURES;
 
@@ -349,11 +349,11 @@ impl SimilarityReducer {
             let limit = logical.len().min(max_stored);
             let mut out = Vec::new();
             let (encoding, ok) = match (layout, b.layout) {
-                // Floats against floats: element-wise XOR (chunks of a float
-                // region line up with the same elements of the last version).
+                // Floats against floats: element-wise difference (chunks of a
+                // float region line up with the same elements of the last version).
                 (Some(l), Some(bl)) => (
-                    ENCODING_XOR_PLANES,
-                    encode::xor_planes_into(&mut out, logical, l, &b.bytes, bl, level, limit)?,
+                    ENCODING_SUB_PLANES,
+                    encode::sub_planes_into(&mut out, logical, l, &b.bytes, bl, level, limit)?,
                 ),
                 _ => {
                     encode::header(&mut out, logical);
@@ -435,9 +435,10 @@ impl Reducer for SimilarityReducer {
             }
             let e = self.encode_chunk(&logical, &cut, max_stored)?;
             match e.encoding {
-                ENCODING_DELTA | ENCODING_DELTA_PLANES | ENCODING_XOR_PLANES => {
-                    self.stats.delta_hits.fetch_add(1, Ordering::Relaxed)
-                }
+                ENCODING_DELTA
+                | ENCODING_DELTA_PLANES
+                | ENCODING_XOR_PLANES
+                | ENCODING_SUB_PLANES => self.stats.delta_hits.fetch_add(1, Ordering::Relaxed),
                 ENCODING_ZSTD_PLANES | ENCODING_SPLIT_PLANES => {
                     self.stats.plane_chunks.fetch_add(1, Ordering::Relaxed)
                 }
