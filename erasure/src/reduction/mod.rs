@@ -93,6 +93,8 @@ struct Pending {
     fp: [u8; 32],
     /// The chunk as a future base, when it may serve as one.
     base: Option<Base>,
+    /// The chunk just before it in the extent is also a new future base.
+    follows_base: bool,
 }
 
 /// A chunk held in memory as a delta base.
@@ -112,6 +114,12 @@ struct State {
     cache: HashMap<u64, Base>,
     cache_order: VecDeque<u64>,
     cache_bytes: usize,
+    /// Base → the base stored right after it from the same extent (delta
+    /// locality: the chunk after one that matched a base likely matches
+    /// the base after it, even where its own super-features miss).
+    next_base: HashMap<u64, u64>,
+    /// The last base `on_stored` indexed, while the next may follow it.
+    last_base: Option<u64>,
     queue: VecDeque<Pending>,
     /// Chunks stored by the migration in progress (not yet committed).
     uncommitted: Vec<u64>,
@@ -128,6 +136,7 @@ impl State {
     }
 
     fn uncache(&mut self, chunk: u64) {
+        self.next_base.remove(&chunk);
         if let Some(b) = self.cache.remove(&chunk) {
             self.cache_bytes -= b.bytes.len();
             for s in b.sfs {
@@ -325,18 +334,35 @@ impl SimilarityReducer {
         }
     }
 
-    fn encode_chunk(&self, logical: &Bytes, cut: &Cut, max_stored: usize) -> Result<Encoded> {
-        // Similarity: a cached base sharing a super-feature.
+    /// Encodes one new chunk; `next` is the base after the one the previous
+    /// chunk of the extent was encoded against (see `State::next_base`).
+    fn encode_chunk(
+        &self,
+        logical: &Bytes,
+        cut: &Cut,
+        max_stored: usize,
+        next: Option<u64>,
+    ) -> Result<Encoded> {
+        let layout = cut.layout.filter(|_| self.cfg.float_planes);
+        // Similarity: a cached base sharing a super-feature; for floats,
+        // else the base after the previous chunk's (a dense update changes
+        // enough exponents, momentum especially, that features miss).
         let base = match &cut.sfs {
             Some(sfs) if self.cfg.base_cache_bytes > 0 => {
                 let st = self.state.lock();
                 sfs.iter()
                     .find_map(|s| st.sf.get(s).copied())
                     .and_then(|id| st.cache.get(&id).map(|b| (id, b.clone())))
+                    .or_else(|| {
+                        let id = next.filter(|_| layout.is_some())?;
+                        st.cache
+                            .get(&id)
+                            .filter(|b| b.layout.is_some())
+                            .map(|b| (id, b.clone()))
+                    })
             }
             _ => None,
         };
-        let layout = cut.layout.filter(|_| self.cfg.float_planes);
         let level = self.cfg.zstd_level;
         // The delta first: where it is clearly small, plain compression is
         // not worth running (it rarely gets below 80% of a float chunk
@@ -409,8 +435,12 @@ impl Reducer for SimilarityReducer {
         let cuts = self.chunks(extent, max_stored, want_features);
         let mut out = Vec::with_capacity(cuts.len());
         let mut local: HashMap<[u8; 32], usize> = HashMap::new();
-        let mut pend = Vec::new();
+        let mut pend: Vec<Pending> = Vec::new();
         let mut off = 0usize;
+        // The base after the previous chunk's base, and whether the previous
+        // chunk was itself a new base.
+        let mut next: Option<u64> = None;
+        let mut prev_was_base = false;
         for cut in cuts {
             let len = cut.len;
             let logical = extent.slice(off..off + len);
@@ -418,6 +448,7 @@ impl Reducer for SimilarityReducer {
             self.stats.chunks.fetch_add(1, Ordering::Relaxed);
             let fp: [u8; 32] = *blake3::hash(&logical).as_bytes();
             if let Some(&chunk) = self.state.lock().fp.get(&fp) {
+                (next, prev_was_base) = (None, false);
                 self.stats.dedup_hits.fetch_add(1, Ordering::Relaxed);
                 out.push(ReducedChunk::Existing {
                     chunk,
@@ -426,6 +457,7 @@ impl Reducer for SimilarityReducer {
                 continue;
             }
             if let Some(&index) = local.get(&fp) {
+                (next, prev_was_base) = (None, false);
                 self.stats.dedup_hits.fetch_add(1, Ordering::Relaxed);
                 out.push(ReducedChunk::Repeat {
                     index,
@@ -433,7 +465,10 @@ impl Reducer for SimilarityReducer {
                 });
                 continue;
             }
-            let e = self.encode_chunk(&logical, &cut, max_stored)?;
+            let e = self.encode_chunk(&logical, &cut, max_stored, next)?;
+            next = e
+                .base
+                .and_then(|b| self.state.lock().next_base.get(&b).copied());
             match e.encoding {
                 ENCODING_DELTA
                 | ENCODING_DELTA_PLANES
@@ -456,12 +491,15 @@ impl Reducer for SimilarityReducer {
                 _ => None,
             };
             local.insert(fp, out.len());
+            let is_base = as_base.is_some();
             pend.push(Pending {
                 ptr: e.stored.as_ptr() as usize,
                 len: e.stored.len(),
                 fp,
                 base: as_base,
+                follows_base: prev_was_base && is_base,
             });
+            prev_was_base = is_base;
             out.push(ReducedChunk::New {
                 logical_len: len as u32,
                 encoding: e.encoding,
@@ -529,8 +567,18 @@ impl Reducer for SimilarityReducer {
         st.fp.insert(p.fp, chunk);
         st.by_chunk.insert(chunk, p.fp);
         st.uncommitted.push(chunk);
+        match (p.follows_base, st.last_base) {
+            (true, Some(prev)) if st.cache.contains_key(&prev) => {
+                st.next_base.insert(prev, chunk);
+            }
+            _ => {}
+        }
+        st.last_base = None;
         if let Some(base) = p.base {
             st.cache_base(chunk, base, self.cfg.base_cache_bytes);
+            if st.cache.contains_key(&chunk) {
+                st.last_base = Some(chunk);
+            }
         }
     }
 
@@ -614,5 +662,77 @@ mod tests {
             }
             assert_eq!(back, data.to_vec());
         }
+    }
+
+    /// Pseudo-random f32 weights of magnitude under 1.
+    fn weights(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let r = (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32;
+                // Random sign and mantissa, exponents of 2^-7 ..= 2^-1.
+                f32::from_bits((r & 0x807f_ffff) | ((120 + (r >> 23) % 7) << 23))
+            })
+            .collect()
+    }
+
+    fn to_bytes(v: &[f32]) -> Bytes {
+        Bytes::from(v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>())
+    }
+
+    /// Stores every new chunk of `data` (as the migration worker would) and
+    /// returns how many were deltas.
+    fn reduce_and_store(r: &SimilarityReducer, data: &Bytes, next_id: &mut u64) -> usize {
+        let mut batch = WriteBatch::new();
+        let mut deltas = 0;
+        for c in r.reduce(data, 1 << 20).unwrap() {
+            if let ReducedChunk::New { stored, base, .. } = c {
+                deltas += base.is_some() as usize;
+                r.on_stored(&mut batch, *next_id, &stored);
+                *next_id += 1;
+            }
+        }
+        r.on_committed();
+        deltas
+    }
+
+    /// Found on the checkpoint corpus: momentum changes enough exponents
+    /// between saves that its super-features miss, though a delta against
+    /// the same elements of the last version still wins. The base after the
+    /// previous chunk's base is tried then.
+    #[test]
+    fn float_chunks_whose_features_miss_follow_the_previous_base() {
+        let r = SimilarityReducer::new(ReductionConfig::default());
+        let a = weights(1 << 20, 7);
+        // Every element changes in its low byte; after the first 8192 (a
+        // chunk) every 16th also changes its exponent, which breaks every
+        // feature window.
+        let b: Vec<f32> = a
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| {
+                // A dense update: the low mantissa byte of every element.
+                let bits = w.to_bits() ^ ((i as u32).wrapping_mul(37) & 0xff);
+                // An exponent bit that lies in the sign/exponent byte.
+                let bits = if i >= 8192 && i % 16 == 0 {
+                    bits ^ 0x0100_0000
+                } else {
+                    bits
+                };
+                f32::from_bits(bits)
+            })
+            .collect();
+        let mut id = 1;
+        assert_eq!(reduce_and_store(&r, &to_bytes(&a), &mut id), 0);
+        let b = to_bytes(&b);
+        let chunks = r.cut(&b, 1 << 20).len();
+        let deltas = reduce_and_store(&r, &b, &mut id);
+        assert!(
+            deltas * 10 >= chunks * 9,
+            "{deltas} deltas of {chunks} chunks"
+        );
     }
 }
