@@ -185,28 +185,21 @@ pub fn decode(
             let (w, p) = parse_layout(layout)?;
             from_planes(&segments_decode(segs, &plane_lens(len, w, p))?, w, p)
         }
-        ENCODING_XOR_PLANES => {
+        ENCODING_XOR_PLANES | ENCODING_SUB_PLANES => {
+            let delta = if encoding == ENCODING_XOR_PLANES {
+                ElementDelta::Xor
+            } else {
+                ElementDelta::Difference
+            };
             let base = need_base(base)?;
             let ((w, p), (bw, bp), segs) = two_layouts(body)?;
             if bw != w {
                 return Err(LayoutError::Corruption(format!(
-                    "XOR delta of width {w} against a base of width {bw}"
+                    "element delta of width {w} against a base of width {bw}"
                 )));
             }
             let mut out = from_planes(&segments_decode(segs, &plane_lens(len, w, p))?, w, p);
-            xor_elements(&mut out, p, base, bp);
-            out
-        }
-        ENCODING_SUB_PLANES => {
-            let base = need_base(base)?;
-            let ((w, p), (bw, bp), segs) = two_layouts(body)?;
-            if bw != w {
-                return Err(LayoutError::Corruption(format!(
-                    "difference delta of width {w} against a base of width {bw}"
-                )));
-            }
-            let mut out = from_planes(&segments_decode(segs, &plane_lens(len, w, p))?, w, p);
-            sub_elements(&mut out, p, w, base, bp, Direction::Restore);
+            delta.undo(&mut out, (w, p), base, bp);
             out
         }
         e => {
@@ -264,72 +257,84 @@ fn plane_lens(len: usize, width: usize, phase: usize) -> Vec<usize> {
     v
 }
 
-/// XORs the elements of `buf` (from byte `phase`) with those of `base`
-/// (from `base_phase`), as many as both hold; other bytes stay. Its own inverse.
-fn xor_elements(buf: &mut [u8], phase: usize, base: &[u8], base_phase: usize) {
-    let a = buf.get_mut(phase..).unwrap_or_default();
-    let b = base.get(base_phase..).unwrap_or_default();
-    let n = a.len().min(b.len());
-    for (x, y) in a[..n].iter_mut().zip(&b[..n]) {
-        *x ^= *y;
-    }
-}
-
-/// Which way [`sub_elements`] goes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    /// chunk → zigzag(chunk − base).
+/// How a float chunk is turned into a delta against its base, element by element.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElementDelta {
+    /// XOR of the bytes ([`ENCODING_XOR_PLANES`], read only).
+    Xor,
+    /// Zigzag-folded wrapping difference of the elements as little-endian
+    /// integers ([`ENCODING_SUB_PLANES`]).
     Difference,
-    /// zigzag(chunk − base) → chunk.
-    Restore,
 }
 
-/// Replaces each whole `width`-byte element of `buf` (from byte `phase`)
-/// by the zigzag-folded wrapping difference to the element of `base` (from
-/// `base_phase`) with the same index, or undoes that, for as many whole
-/// elements as both hold; other bytes stay.
-fn sub_elements(
-    buf: &mut [u8],
-    phase: usize,
-    width: usize,
-    base: &[u8],
-    base_phase: usize,
-    dir: Direction,
-) {
-    let a = buf.get_mut(phase..).unwrap_or_default();
-    let b = base.get(base_phase..).unwrap_or_default();
-    let n = a.len().min(b.len()) / width * width;
-    match width {
-        4 => {
-            for (x, y) in a[..n].chunks_exact_mut(4).zip(b[..n].chunks_exact(4)) {
-                let (v, w) = (le32(x), le32(y));
-                let r = match dir {
-                    Direction::Difference => {
+impl ElementDelta {
+    /// The encoding tag of chunks stored with this delta.
+    pub fn encoding(self) -> u8 {
+        match self {
+            ElementDelta::Xor => ENCODING_XOR_PLANES,
+            ElementDelta::Difference => ENCODING_SUB_PLANES,
+        }
+    }
+
+    /// Turns the elements of `buf` (layout `(width, phase)`) into their delta
+    /// against those of `base` (from `base_phase`) with the same index.
+    fn apply(self, buf: &mut [u8], layout: (usize, usize), base: &[u8], base_phase: usize) {
+        self.map(buf, layout, base, base_phase, false)
+    }
+
+    /// Undoes [`ElementDelta::apply`].
+    fn undo(self, buf: &mut [u8], layout: (usize, usize), base: &[u8], base_phase: usize) {
+        self.map(buf, layout, base, base_phase, true)
+    }
+
+    /// XOR: every byte from the phases on that both hold (its own inverse).
+    /// Difference: every whole element both hold; other bytes stay.
+    fn map(
+        self,
+        buf: &mut [u8],
+        (width, phase): (usize, usize),
+        base: &[u8],
+        base_phase: usize,
+        undo: bool,
+    ) {
+        let a = buf.get_mut(phase..).unwrap_or_default();
+        let b = base.get(base_phase..).unwrap_or_default();
+        let n = a.len().min(b.len());
+        match (self, width) {
+            (ElementDelta::Xor, _) => {
+                for (x, y) in a[..n].iter_mut().zip(&b[..n]) {
+                    *x ^= *y;
+                }
+            }
+            (ElementDelta::Difference, 4) => {
+                for (x, y) in a.chunks_exact_mut(4).zip(b.chunks_exact(4)) {
+                    let (v, w) = (le32(x), le32(y));
+                    let r = if undo {
+                        w.wrapping_add((v >> 1) ^ (v & 1).wrapping_neg())
+                    } else {
                         let d = v.wrapping_sub(w) as i32;
                         ((d << 1) ^ (d >> 31)) as u32
-                    }
-                    Direction::Restore => w.wrapping_add((v >> 1) ^ (v & 1).wrapping_neg()),
-                };
-                x.copy_from_slice(&r.to_le_bytes());
+                    };
+                    x.copy_from_slice(&r.to_le_bytes());
+                }
             }
-        }
-        2 => {
-            for (x, y) in a[..n].chunks_exact_mut(2).zip(b[..n].chunks_exact(2)) {
-                let (v, w) = (
-                    u16::from_le_bytes([x[0], x[1]]),
-                    u16::from_le_bytes([y[0], y[1]]),
-                );
-                let r = match dir {
-                    Direction::Difference => {
+            (ElementDelta::Difference, 2) => {
+                for (x, y) in a.chunks_exact_mut(2).zip(b.chunks_exact(2)) {
+                    let (v, w) = (
+                        u16::from_le_bytes([x[0], x[1]]),
+                        u16::from_le_bytes([y[0], y[1]]),
+                    );
+                    let r = if undo {
+                        w.wrapping_add((v >> 1) ^ (v & 1).wrapping_neg())
+                    } else {
                         let d = v.wrapping_sub(w) as i16;
                         ((d << 1) ^ (d >> 15)) as u16
-                    }
-                    Direction::Restore => w.wrapping_add((v >> 1) ^ (v & 1).wrapping_neg()),
-                };
-                x.copy_from_slice(&r.to_le_bytes());
+                    };
+                    x.copy_from_slice(&r.to_le_bytes());
+                }
             }
+            (ElementDelta::Difference, _) => {}
         }
-        _ => {}
     }
 }
 
@@ -454,16 +459,16 @@ pub fn split_planes_into(
     segments_into(out, &planes, &plane_lens(logical.len(), w, p), level, limit)
 }
 
-/// Encodes `logical` (floats of `layout`) as its zigzag difference to
-/// `base` (floats of `base_layout`, same width) in split byte planes
-/// ([`ENCODING_SUB_PLANES`]); `false` when the widths differ or it would
-/// not be smaller than `limit`.
-pub fn sub_planes_into(
+/// Encodes `logical` (floats of `layout`) as its `delta` against `base`
+/// (its logical bytes and float layout, same width) in split byte planes,
+/// for the encoding `delta.encoding()`; `false` when the widths differ or it
+/// would not be smaller than `limit`.
+pub fn element_delta_into(
     out: &mut Vec<u8>,
+    delta: ElementDelta,
     logical: &[u8],
     layout: (usize, usize),
-    base: &[u8],
-    base_layout: (usize, usize),
+    (base, base_layout): (&[u8], (usize, usize)),
     level: i32,
     limit: usize,
 ) -> Result<bool> {
@@ -472,35 +477,7 @@ pub fn sub_planes_into(
         return Ok(false);
     }
     let mut x = logical.to_vec();
-    sub_elements(&mut x, p, w, base, bp, Direction::Difference);
-    let mut planes = Vec::new();
-    to_planes(&x, w, p, &mut planes);
-    header(out, logical);
-    out.push(w as u8 | ((p as u8) << 4));
-    out.push(bw as u8 | ((bp as u8) << 4));
-    segments_into(out, &planes, &plane_lens(logical.len(), w, p), level, limit)
-}
-
-/// Encodes `logical` (floats of `layout`) XORed with `base` (floats of
-/// `base_layout`, same width) as split byte planes ([`ENCODING_XOR_PLANES`],
-/// no longer written by the reducer; kept so its tests and fuzz seeds can
-/// make such chunks); `false` when the widths differ or it would not be
-/// smaller than `limit`.
-pub fn xor_planes_into(
-    out: &mut Vec<u8>,
-    logical: &[u8],
-    layout: (usize, usize),
-    base: &[u8],
-    base_layout: (usize, usize),
-    level: i32,
-    limit: usize,
-) -> Result<bool> {
-    let ((w, p), (bw, bp)) = (layout, base_layout);
-    if w != bw {
-        return Ok(false);
-    }
-    let mut x = logical.to_vec();
-    xor_elements(&mut x, p, base, bp);
+    delta.apply(&mut x, layout, base, bp);
     let mut planes = Vec::new();
     to_planes(&x, w, p, &mut planes);
     header(out, logical);
@@ -550,68 +527,47 @@ mod tests {
         }
     }
 
-    #[test]
-    fn xor_planes_round_trip_and_shrink_a_dense_update() {
-        let a = floats(10_000, 1.0);
-        let b = floats(10_000, 1.0001);
+    /// The element delta `d` of `chunk` against `base`, encoded.
+    fn delta(d: ElementDelta, chunk: &[u8], layout: Layout, base: &[u8], bl: Layout) -> Vec<u8> {
         let mut out = Vec::new();
-        assert!(xor_planes_into(&mut out, &b, (4, 0), &a, (4, 0), 1, usize::MAX).unwrap());
-        assert_eq!(
-            decode(ENCODING_XOR_PLANES, &out, b.len() as u32, Some(&a)).unwrap(),
-            b
-        );
-        let mut plain = Vec::new();
-        assert!(split_planes_into(&mut plain, &b, (4, 0), 1, usize::MAX).unwrap());
-        assert!(
-            out.len() * 3 < plain.len() * 2,
-            "{} vs {}",
-            out.len(),
-            plain.len()
-        );
-        // A wrong base is a checksum error, never wrong bytes.
-        let c = floats(10_000, 2.0);
-        assert!(decode(ENCODING_XOR_PLANES, &out, b.len() as u32, Some(&c)).is_err());
-        // Bases of another length: only the common elements are XORed.
-        let short = &a[..a.len() - 400];
-        let mut out = Vec::new();
-        assert!(xor_planes_into(&mut out, &b[1..], (4, 3), short, (4, 0), 1, usize::MAX).unwrap());
-        assert_eq!(
-            decode(ENCODING_XOR_PLANES, &out, b.len() as u32 - 1, Some(short)).unwrap(),
-            &b[1..]
-        );
+        assert!(element_delta_into(&mut out, d, chunk, layout, (base, bl), 1, usize::MAX).unwrap());
+        out
     }
 
     #[test]
-    fn sub_planes_round_trip_and_beat_xor_on_a_dense_update() {
-        let a = floats(20_000, 1.0);
-        let b = floats(20_000, 1.0001);
-        let mut sub = Vec::new();
-        assert!(sub_planes_into(&mut sub, &b, (4, 0), &a, (4, 0), 1, usize::MAX).unwrap());
-        assert_eq!(
-            decode(ENCODING_SUB_PLANES, &sub, b.len() as u32, Some(&a)).unwrap(),
-            b
-        );
-        let mut xor = Vec::new();
-        assert!(xor_planes_into(&mut xor, &b, (4, 0), &a, (4, 0), 1, usize::MAX).unwrap());
-        assert!(sub.len() < xor.len(), "{} vs {}", sub.len(), xor.len());
-        // A wrong base is a checksum error, never wrong bytes.
-        let c = floats(20_000, 2.0);
-        assert!(decode(ENCODING_SUB_PLANES, &sub, b.len() as u32, Some(&c)).is_err());
-        // Phases, half floats, bases of another length, a partial last element.
-        let short = &a[..a.len() - 402];
-        for (chunk, layout, base, base_layout) in [
-            (&b[1..], (4, 3), short, (4, 0)),
-            (&b[..b.len() - 1], (2, 0), &a[2..], (2, 1)),
-            (&b[3..4001], (2, 1), short, (2, 0)),
-        ] {
-            let mut out = Vec::new();
+    fn element_deltas_round_trip_and_shrink_a_dense_update() {
+        let a = floats(10_000, 1.0);
+        let b = floats(10_000, 1.0001);
+        let c = floats(10_000, 2.0);
+        let mut plain = Vec::new();
+        assert!(split_planes_into(&mut plain, &b, (4, 0), 1, usize::MAX).unwrap());
+        let mut sizes = Vec::new();
+        for d in [ElementDelta::Xor, ElementDelta::Difference] {
+            let out = delta(d, &b, (4, 0), &a, (4, 0));
+            let len = b.len() as u32;
+            assert_eq!(decode(d.encoding(), &out, len, Some(&a)).unwrap(), b);
             assert!(
-                sub_planes_into(&mut out, chunk, layout, base, base_layout, 1, usize::MAX).unwrap()
+                out.len() * 3 < plain.len() * 2,
+                "{d:?}: {} vs {}",
+                out.len(),
+                plain.len()
             );
-            assert_eq!(
-                decode(ENCODING_SUB_PLANES, &out, chunk.len() as u32, Some(base)).unwrap(),
-                chunk
-            );
+            // A wrong base is a checksum error, never wrong bytes.
+            assert!(decode(d.encoding(), &out, len, Some(&c)).is_err());
+            sizes.push(out.len());
+            // Phases, half floats, bases of another length, a partial last element.
+            let short = &a[..a.len() - 402];
+            for (chunk, layout, base, base_layout) in [
+                (&b[1..], (4, 3), short, (4, 0)),
+                (&b[..b.len() - 1], (2, 0), &a[2..], (2, 1)),
+                (&b[3..4001], (2, 1), short, (2, 0)),
+            ] {
+                let out = delta(d, chunk, layout, base, base_layout);
+                let len = chunk.len() as u32;
+                assert_eq!(decode(d.encoding(), &out, len, Some(base)).unwrap(), chunk);
+            }
         }
+        // The difference beats the XOR on a dense update.
+        assert!(sizes[1] < sizes[0], "{sizes:?}");
     }
 }

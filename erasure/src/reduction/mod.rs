@@ -29,8 +29,8 @@ use crate::records;
 use crate::reduce::{ReducedChunk, Reducer, ENCODING_RAW};
 use chunker::{Cut, Sizes};
 use encode::{
-    ENCODING_DELTA, ENCODING_DELTA_PLANES, ENCODING_SPLIT_PLANES, ENCODING_SUB_PLANES,
-    ENCODING_XOR_PLANES, ENCODING_ZSTD, ENCODING_ZSTD_PLANES, ZSTD_DICT_MAGIC,
+    ElementDelta, ENCODING_DELTA, ENCODING_DELTA_PLANES, ENCODING_SPLIT_PLANES,
+    ENCODING_SUB_PLANES, ENCODING_XOR_PLANES, ENCODING_ZSTD, ENCODING_ZSTD_PLANES, ZSTD_DICT_MAGIC,
 };
 use features::SUPER_FEATURES;
 
@@ -377,10 +377,16 @@ impl SimilarityReducer {
             let (encoding, ok) = match (layout, b.layout) {
                 // Floats against floats: element-wise difference (chunks of a
                 // float region line up with the same elements of the last version).
-                (Some(l), Some(bl)) => (
-                    ENCODING_SUB_PLANES,
-                    encode::sub_planes_into(&mut out, logical, l, &b.bytes, bl, level, limit)?,
-                ),
+                (Some(l), Some(bl)) => {
+                    let delta = ElementDelta::Difference;
+                    let base = (&b.bytes[..], bl);
+                    (
+                        delta.encoding(),
+                        encode::element_delta_into(
+                            &mut out, delta, logical, l, base, level, limit,
+                        )?,
+                    )
+                }
                 _ => {
                     encode::header(&mut out, logical);
                     (
