@@ -93,7 +93,8 @@ struct Pending {
     fp: [u8; 32],
     /// The chunk as a future base, when it may serve as one.
     base: Option<Base>,
-    /// The chunk just before it in the extent is also a new future base.
+    /// The chunk just before it (in its extent, or the last of the extent
+    /// reduced before) is also a new future base.
     follows_base: bool,
 }
 
@@ -114,7 +115,7 @@ struct State {
     cache: HashMap<u64, Base>,
     cache_order: VecDeque<u64>,
     cache_bytes: usize,
-    /// Base → the base stored right after it from the same extent (delta
+    /// Base → the base stored right after it, in migration order (delta
     /// locality: the chunk after one that matched a base likely matches
     /// the base after it, even where its own super-features miss).
     next_base: HashMap<u64, u64>,
@@ -339,7 +340,7 @@ impl SimilarityReducer {
     }
 
     /// Encodes one new chunk; `next` is the base after the one the previous
-    /// chunk of the extent was encoded against (see `State::next_base`).
+    /// chunk was encoded against (see `State::next_base`).
     fn encode_chunk(
         &self,
         logical: &Bytes,
