@@ -317,8 +317,17 @@ fn crash_cfg(root: &std::path::Path) -> cairn_erasure::LayoutConfig {
 }
 
 /// Extent contents for the crash test: exact copies of a few templates
-/// (dedup) and templates with seeded edits (deltas).
+/// (dedup), templates with seeded edits (byte deltas), and dense updates of
+/// a few float tensors (difference deltas, found through delta locality).
 fn crash_data(seed: u64) -> Bytes {
+    if seed % 5 == 4 {
+        let mut w = floats(&mut rng(200 + seed % 2), 80_000);
+        let mut g = rng(seed);
+        for x in w.iter_mut() {
+            *x -= *x * 1e-3 * g.random_range(-1.0f32..1.0);
+        }
+        return f32_bytes(&w);
+    }
     let t = seed % 4;
     let base = log_lines(&mut rng(100 + t), 300 << 10);
     if seed.is_multiple_of(3) {
