@@ -1,6 +1,7 @@
 //! Harness for the end-to-end tests: finds (or builds) the real `cairn` binary, starts it on
-//! free loopback ports with a fresh data directory, waits until it serves, and stops it with
-//! SIGTERM or SIGKILL. Also runs the external client scripts under `tests/clients/`.
+//! loopback port 0 (reading the bound ports from its banner) with a fresh data directory,
+//! waits until it serves, and stops it with SIGTERM or SIGKILL. Also runs the external client
+//! scripts under `tests/clients/`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
