@@ -258,7 +258,7 @@ fn float_cuts(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const SIZES: Sizes = Sizes {
@@ -267,16 +267,19 @@ mod tests {
         max: 32768,
     };
 
-    fn noise(n: usize, seed: u64) -> Vec<u8> {
+    /// A xorshift64 sequence from `seed | 1` (test data for the reduction modules).
+    pub(crate) fn xorshift(seed: u64) -> impl Iterator<Item = u64> {
         let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
+        std::iter::repeat_with(move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        })
+    }
+
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        xorshift(seed).take(n).map(|x| (x >> 24) as u8).collect()
     }
 
     fn floats(n: usize, seed: u64, nudge: f32) -> Vec<u8> {

@@ -678,12 +678,9 @@ mod tests {
 
     /// Pseudo-random f32 weights of magnitude under 1.
     fn weights(n: usize, seed: u64) -> Vec<f32> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+        chunker::tests::xorshift(seed)
+            .take(n)
+            .map(|x| {
                 let r = (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32;
                 // Random sign and mantissa, exponents of 2^-7 ..= 2^-1.
                 f32::from_bits((r & 0x807f_ffff) | ((120 + (r >> 23) % 7) << 23))
