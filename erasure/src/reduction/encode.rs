@@ -306,31 +306,19 @@ impl ElementDelta {
                     *x ^= *y;
                 }
             }
-            (ElementDelta::Difference, 4) => {
-                for (x, y) in a.chunks_exact_mut(4).zip(b.chunks_exact(4)) {
-                    let (v, w) = (le32(x), le32(y));
+            (ElementDelta::Difference, 2 | 4) => {
+                // Wrapping arithmetic at the element width, in u32.
+                let mask = u32::MAX >> (32 - 8 * width);
+                for (x, y) in a.chunks_exact_mut(width).zip(b.chunks_exact(width)) {
+                    let (v, w) = (le_uint(x), le_uint(y));
                     let r = if undo {
                         w.wrapping_add((v >> 1) ^ (v & 1).wrapping_neg())
                     } else {
-                        let d = v.wrapping_sub(w) as i32;
-                        ((d << 1) ^ (d >> 31)) as u32
-                    };
-                    x.copy_from_slice(&r.to_le_bytes());
-                }
-            }
-            (ElementDelta::Difference, 2) => {
-                for (x, y) in a.chunks_exact_mut(2).zip(b.chunks_exact(2)) {
-                    let (v, w) = (
-                        u16::from_le_bytes([x[0], x[1]]),
-                        u16::from_le_bytes([y[0], y[1]]),
-                    );
-                    let r = if undo {
-                        w.wrapping_add((v >> 1) ^ (v & 1).wrapping_neg())
-                    } else {
-                        let d = v.wrapping_sub(w) as i16;
-                        ((d << 1) ^ (d >> 15)) as u16
-                    };
-                    x.copy_from_slice(&r.to_le_bytes());
+                        let d = v.wrapping_sub(w) & mask;
+                        let negative = d >> (8 * width - 1) == 1;
+                        (d << 1) ^ if negative { u32::MAX } else { 0 }
+                    } & mask;
+                    x.copy_from_slice(&r.to_le_bytes()[..width]);
                 }
             }
             (ElementDelta::Difference, _) => {}
@@ -338,8 +326,9 @@ impl ElementDelta {
     }
 }
 
-fn le32(b: &[u8]) -> u32 {
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+/// A little-endian unsigned integer of up to 4 bytes.
+fn le_uint(b: &[u8]) -> u32 {
+    b.iter().rev().fold(0, |acc, &x| acc << 8 | x as u32)
 }
 
 /// Writes `src` cut into segments of `lens` bytes, each a u32 length word
@@ -569,5 +558,27 @@ mod tests {
         }
         // The difference beats the XOR on a dense update.
         assert!(sizes[1] < sizes[0], "{sizes:?}");
+    }
+
+    /// The stored bytes of the difference delta (FORMAT.md, tag 7):
+    /// zigzag(x - y) at the element width, little-endian.
+    #[test]
+    fn difference_delta_bytes_are_the_zigzag_of_the_wrapping_difference() {
+        let cases: [(usize, u32, u32, u32); 6] = [
+            (4, 7, 5, 4),                  // +2 -> 4
+            (4, 5, 7, 3),                  // -2 -> 3
+            (4, 0, u32::MAX, 2),           // +1 (wrapping) -> 2
+            (4, 0x8000_0000, 0, u32::MAX), // i32::MIN -> all ones
+            (2, 3, 0xFFFF, 8),             // +4 (wrapping at 16 bits) -> 8
+            (2, 0xFFFF, 3, 7),             // -4 -> 7
+        ];
+        for (width, x, y, z) in cases {
+            let mut buf = x.to_le_bytes()[..width].to_vec();
+            let base = y.to_le_bytes()[..width].to_vec();
+            ElementDelta::Difference.apply(&mut buf, (width, 0), &base, 0);
+            assert_eq!(buf, &z.to_le_bytes()[..width], "{width} {x:#x} {y:#x}");
+            ElementDelta::Difference.undo(&mut buf, (width, 0), &base, 0);
+            assert_eq!(buf, &x.to_le_bytes()[..width]);
+        }
     }
 }
