@@ -277,7 +277,20 @@ struct Row {
     t_zstd: f64,
     t_full: f64,
     hits: (u64, u64, u64, u64),
+    /// Stored bytes of new chunks by kind: raw, plain zstd, float planes, delta.
+    by_kind: [u64; 4],
     lat: [Duration; 4],
+}
+
+/// Index into `Row::by_kind` of an encoding.
+fn kind(encoding: u8) -> usize {
+    use cairn_erasure::reduction::encode::*;
+    match encoding {
+        ENCODING_ZSTD => 1,
+        ENCODING_ZSTD_PLANES | ENCODING_SPLIT_PLANES => 2,
+        ENCODING_DELTA | ENCODING_DELTA_PLANES | ENCODING_XOR_PLANES | ENCODING_SUB_PLANES => 3,
+        _ => 0,
+    }
 }
 
 fn measure(name: &'static str, extents: &[Bytes]) -> Res<Row> {
@@ -350,12 +363,17 @@ fn measure(name: &'static str, extents: &[Bytes]) -> Res<Row> {
     let red = SimilarityReducer::new(full_cfg);
     let mut next = 1u64;
     let mut full_stored = 0u64;
+    let mut by_kind = [0u64; 4];
     let mut batch = WriteBatch::new();
     let t = Instant::now();
     for e in extents {
         for c in red.reduce(e, MAX_STORED)? {
-            if let ReducedChunk::New { stored, .. } = c {
+            if let ReducedChunk::New {
+                stored, encoding, ..
+            } = c
+            {
                 full_stored += stored.len() as u64;
+                by_kind[kind(encoding)] += stored.len() as u64;
                 red.on_stored(&mut batch, next, &stored);
                 next += 1;
             }
@@ -385,6 +403,7 @@ fn measure(name: &'static str, extents: &[Bytes]) -> Res<Row> {
         t_zstd,
         t_full,
         hits,
+        by_kind,
         lat,
     })
 }
@@ -498,6 +517,22 @@ fn main() -> Res<()> {
         "geometric mean of cairn / (dedup+zstd): {:.3}x",
         (geo / rows.len() as f64).exp()
     );
+    println!("\ncairn's stored MB by encoding of the new chunks");
+    println!(
+        "{:<12} {:>9} {:>9} {:>9} {:>9}",
+        "corpus", "raw", "zstd", "planes", "delta"
+    );
+    for r in &rows {
+        let mb = |i: usize| r.by_kind[i] as f64 / 1e6;
+        println!(
+            "{:<12} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            r.name,
+            mb(0),
+            mb(1),
+            mb(2),
+            mb(3)
+        );
+    }
     println!("\nsingle-core throughput, MB/s of logical input");
     println!(
         "(zstd-1 = plain zstd level 1 per chunk, the reference; last column = pipeline / zstd-1)"
