@@ -465,14 +465,69 @@ pub fn element_delta_into(
     if w != bw {
         return Ok(false);
     }
-    let mut x = logical.to_vec();
-    delta.apply(&mut x, layout, base, bp);
     let mut planes = Vec::new();
-    to_planes(&x, w, p, &mut planes);
+    if delta == ElementDelta::Difference && (w == 2 || w == 4) {
+        difference_planes(logical, layout, base, bp, &mut planes);
+    } else {
+        let mut x = logical.to_vec();
+        delta.apply(&mut x, layout, base, bp);
+        to_planes(&x, w, p, &mut planes);
+    }
     header(out, logical);
     out.push(w as u8 | ((p as u8) << 4));
     out.push(bw as u8 | ((bp as u8) << 4));
     segments_into(out, &planes, &plane_lens(logical.len(), w, p), level, limit)
+}
+
+/// [`ElementDelta::Difference`] of `logical` (elements of `width` 2 or 4
+/// from `phase`) against `base` (from `base_phase`), split into byte planes
+/// in one pass: the same bytes as `apply` followed by [`to_planes`] (the
+/// checkpoint pipeline's hottest loop).
+fn difference_planes(
+    logical: &[u8],
+    (width, phase): Layout,
+    base: &[u8],
+    base_phase: usize,
+    out: &mut Vec<u8>,
+) {
+    let phase = phase.min(logical.len());
+    let body = &logical[phase..];
+    let n = body.len() / width;
+    let b = base.get(base_phase..).unwrap_or_default();
+    out.clear();
+    out.resize(logical.len(), 0);
+    out[..phase].copy_from_slice(&logical[..phase]);
+    let (planes, tail) = out[phase..].split_at_mut(n * width);
+    tail.copy_from_slice(&body[n * width..]);
+    // Paired elements become zigzag differences; the rest stay as they are.
+    if width == 4 {
+        let le = |e: &[u8]| u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+        let zigzag = |d: u32| (d << 1) ^ ((d as i32 >> 31) as u32);
+        let (p0, rest) = planes.split_at_mut(n);
+        let (p1, rest) = rest.split_at_mut(n);
+        let (p2, p3) = rest.split_at_mut(n);
+        let mut ys = b.chunks_exact(4);
+        for (i, x) in body.chunks_exact(4).enumerate() {
+            let v = match ys.next() {
+                Some(y) => zigzag(le(x).wrapping_sub(le(y))),
+                None => le(x),
+            };
+            (p0[i], p1[i], p2[i], p3[i]) =
+                (v as u8, (v >> 8) as u8, (v >> 16) as u8, (v >> 24) as u8);
+        }
+    } else {
+        let le = |e: &[u8]| u16::from_le_bytes([e[0], e[1]]);
+        let zigzag = |d: u16| (d << 1) ^ ((d as i16 >> 15) as u16);
+        let (p0, p1) = planes.split_at_mut(n);
+        let mut ys = b.chunks_exact(2);
+        for (i, x) in body.chunks_exact(2).enumerate() {
+            let v = match ys.next() {
+                Some(y) => zigzag(le(x).wrapping_sub(le(y))),
+                None => le(x),
+            };
+            (p0[i], p1[i]) = (v as u8, (v >> 8) as u8);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -558,6 +613,40 @@ mod tests {
         }
         // The difference beats the XOR on a dense update.
         assert!(sizes[1] < sizes[0], "{sizes:?}");
+    }
+
+    /// The fused difference + plane split writes the same bytes as the
+    /// element transform followed by the plane split.
+    #[test]
+    fn fused_difference_planes_match_the_two_step_transform() {
+        let a = floats(3_000, 1.0);
+        let b = floats(3_000, 1.0001);
+        for width in [2, 4] {
+            for phase in 0..=width {
+                for base_phase in 0..=width {
+                    for (chunk, base) in [
+                        (&b[..], &a[..]),
+                        (&b[..b.len() - 3], &a[..a.len() - 1000]),
+                        (&b[..1001], &a[..]),
+                        (&b[..3], &a[..]),
+                        (&b[..], &a[..0]),
+                    ] {
+                        let mut two_step = chunk.to_vec();
+                        ElementDelta::Difference.apply(
+                            &mut two_step,
+                            (width, phase),
+                            base,
+                            base_phase,
+                        );
+                        let mut want = Vec::new();
+                        to_planes(&two_step, width, phase, &mut want);
+                        let mut got = Vec::new();
+                        difference_planes(chunk, (width, phase), base, base_phase, &mut got);
+                        assert_eq!(got, want, "width {width} phase {phase}/{base_phase}");
+                    }
+                }
+            }
+        }
     }
 
     /// The stored bytes of the difference delta (FORMAT.md, tag 7):
