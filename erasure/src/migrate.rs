@@ -7,7 +7,7 @@
 //! are orphans, removed at start-up); after it, the new state (the segment
 //! is migrated again as a no-op and freed).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -25,9 +25,9 @@ const GROUP_BYTES: u64 = 64 << 20;
 impl DataStore {
     /// One migration pass. With `upto = Some(seq)`, every committed extent in
     /// segments up to `seq` is moved (flush; later segments are left alone so
-    /// that a flush under continuous load terminates);
-    /// is moved (flush); otherwise only while the buffer is above its
-    /// high-water mark or holds data older than `migrate_after`.
+    /// that a flush under continuous load terminates); otherwise only while
+    /// the buffer is above its high-water mark or holds data older than
+    /// `migrate_after`.
     pub(crate) async fn migrate(&self, upto: Option<u64>) -> Result<()> {
         let all = upto.is_some();
         let limit = upto.unwrap_or(u64::MAX);
@@ -118,6 +118,7 @@ impl DataStore {
     }
 
     async fn migrate_group(&self, seqs: &[u64]) -> Result<()> {
+        self.warmed.get_or_init(|| self.warm_reducer()).await;
         let mut sink = StripeSink::new(self);
         match self.migrate_into(seqs, &mut sink).await {
             Ok(()) => {
@@ -129,6 +130,63 @@ impl DataStore {
                 sink.abort();
                 Err(e)
             }
+        }
+    }
+
+    /// Offers the reducer the newest stored chunks that are not deltas, up
+    /// to the logical bytes it asks for, oldest first, so that its
+    /// in-memory similarity index survives a restart. Runs under the
+    /// maintenance lock (no GC frees a chunk meanwhile); best effort: a
+    /// chunk that does not read or decode is skipped.
+    async fn warm_reducer(&self) {
+        let want = self.reducer.warm_bytes();
+        if want == 0 {
+            return;
+        }
+        let mut picked: VecDeque<(u64, ChunkRecord)> = VecDeque::new();
+        let mut bytes = 0usize;
+        for item in self.db.scan_prefix(records::CHUNK_PREFIX) {
+            let Ok((k, v)) = item else {
+                break;
+            };
+            let Some(id) = records::id_from_key(records::CHUNK_PREFIX, &k) else {
+                continue;
+            };
+            let Ok(rec) = ChunkRecord::decode(&v) else {
+                continue;
+            };
+            if rec.base.is_some() {
+                continue;
+            }
+            bytes += rec.logical_len as usize;
+            picked.push_back((id, rec));
+            while bytes > want {
+                let Some((_, old)) = picked.pop_front() else {
+                    break;
+                };
+                bytes -= old.logical_len as usize;
+            }
+        }
+        let (mut offered, started) = (0usize, std::time::Instant::now());
+        for (id, rec) in picked {
+            let Ok(stored) = self.read_stored(id, &rec).await else {
+                continue;
+            };
+            let Ok(logical) = self
+                .reducer
+                .decode(rec.encoding, stored.clone(), rec.logical_len)
+            else {
+                continue;
+            };
+            self.reducer.warm(id, rec.encoding, &stored, logical);
+            offered += 1;
+        }
+        if offered > 0 {
+            tracing::info!(
+                chunks = offered,
+                ms = started.elapsed().as_millis() as u64,
+                "reducer warmed from stored chunks"
+            );
         }
     }
 

@@ -78,6 +78,16 @@ pub trait Reducer: Send + Sync + 'static {
     fn on_freed(&self, _batch: &mut WriteBatch, _chunk: u64) {}
     /// The migration batch that `on_stored` fed has committed.
     fn on_committed(&self) {}
+    /// Logical bytes of the newest stored non-delta chunks the reducer wants
+    /// offered through [`Reducer::warm`] when the layout opens (0: none).
+    fn warm_bytes(&self) -> usize {
+        0
+    }
+    /// Offers a stored chunk that is not a delta (its encoding, verified
+    /// stored bytes and decoded logical bytes), oldest first, before the
+    /// first migration after the layout opens: lets in-memory indexes
+    /// (similarity) survive a restart.
+    fn warm(&self, _chunk: u64, _encoding: u8, _stored: &Bytes, _logical: Bytes) {}
     /// The migration failed before its batch committed: the chunks passed to
     /// `on_stored` since the last commit do not exist.
     fn on_aborted(&self) {}

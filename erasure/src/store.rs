@@ -97,6 +97,9 @@ pub struct DataStore {
     pub(crate) reducer: Arc<dyn Reducer>,
     /// Serializes migration, GC/reclaim, repair, scrub and rebuild.
     pub(crate) maint: tokio::sync::Mutex<()>,
+    /// Set once the reducer has been offered the newest stored chunks
+    /// (before the first migration after open).
+    pub(crate) warmed: tokio::sync::OnceCell<()>,
     pub(crate) next_chunk: AtomicU64,
     pub(crate) next_stripe: AtomicU64,
     pub(crate) stripe_count: AtomicU64,
@@ -272,6 +275,7 @@ impl DataStore {
             codecs: Codecs::default(),
             reducer,
             maint: tokio::sync::Mutex::new(()),
+            warmed: tokio::sync::OnceCell::new(),
             next_chunk: AtomicU64::new(next_chunk),
             next_stripe: AtomicU64::new(next_stripe),
             stripe_count: AtomicU64::new(stripe_count),

@@ -1,6 +1,7 @@
 //! Data reduction through the real `DataStore`: round trips of random and
 //! structured data, dedup across extents, deltas against bases, deletes in
-//! both orders giving the space back, and a restart that keeps the index.
+//! both orders giving the space back, and restarts that keep the
+//! fingerprint index and refill the similarity index.
 
 mod common;
 
@@ -301,6 +302,48 @@ async fn checkpoint_versions_are_stored_as_plane_deltas() {
     release(&store, &db, b);
     let s = store.clone();
     assert!(wait_until(20, move || s.counters().live_bytes == 0).await);
+    store.shutdown().await;
+}
+
+/// The super-feature index lives in memory; the first migration after a
+/// restart refills it from the newest stored bases, so versions written
+/// after the restart still find their bases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn similarity_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db, _) = store_with(dir.path()).await;
+    let mut g = rng(31);
+    let mut w = floats(&mut g, 300_000);
+    let v0 = f32_bytes(&w);
+    for x in w.iter_mut() {
+        *x -= *x * 1e-3 * g.random_range(-1.0f32..1.0);
+    }
+    let v1 = f32_bytes(&w);
+    let (text, edited) = base_and_edit(32);
+    let a = put(&store, &db, v0.clone()).await;
+    let b = put(&store, &db, text.clone()).await;
+    store.flush().await.unwrap();
+    let first = store.counters().live_bytes;
+    store.shutdown().await;
+    drop(store);
+    let r = Arc::new(SimilarityReducer::open(ReductionConfig::default(), &db).unwrap());
+    let store = DataStore::open_with_reducer(test_config(dir.path()), db.clone(), Some(r.clone()))
+        .await
+        .unwrap();
+    let c = put(&store, &db, v1.clone()).await;
+    let d = put(&store, &db, edited.clone()).await;
+    store.flush().await.unwrap();
+    let deltas = r.stats.delta_hits.load(Ordering::Relaxed);
+    let chunks = r.stats.chunks.load(Ordering::Relaxed);
+    assert!(
+        deltas * 10 >= chunks * 8,
+        "{deltas} deltas of {chunks} chunks"
+    );
+    let second = store.counters().live_bytes - first;
+    assert!(second < first / 2, "second {second} vs first {first}");
+    let all = vec![(a, v0), (b, text), (c, v1), (d, edited)];
+    verify_whole(&store, &all).await;
+    verify_all(&store, &all, 33).await;
     store.shutdown().await;
 }
 

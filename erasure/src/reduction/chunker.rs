@@ -302,6 +302,38 @@ fn float_cuts(
     }
 }
 
+/// The super-features of one float chunk of `layout` as [`chunk`] samples
+/// them (over the sign/exponent byte of each whole element), from the
+/// chunk's bytes alone: lets a restarted reducer index a stored float chunk
+/// exactly as it was indexed when cut.
+pub fn float_features(
+    data: &[u8],
+    (width, phase): (usize, usize),
+) -> Option<[u64; SUPER_FEATURES]> {
+    let mut sampler = Sampler::default();
+    let mut h = 0u64;
+    for e in data.get(phase..)?.chunks_exact(width.max(1)) {
+        h = gear(h, e[e.len() - 1]);
+        sampler.offer(h);
+    }
+    sampler.finish_float()
+}
+
+/// The super-features of one byte chunk as [`chunk`] samples them, from the
+/// chunk's bytes alone (cut again with `sizes`, the chunk stays whole: its
+/// end was the first cut point past the minimum, or an anchor, or the
+/// maximum, or the end of its region); `None` when it would be cut apart.
+pub fn byte_features(data: &[u8], sizes: Sizes) -> Option<[u64; SUPER_FEATURES]> {
+    let sizes = Sizes {
+        max: sizes.max.max(data.len()),
+        ..sizes
+    };
+    match chunk(data, sizes, false, true).as_slice() {
+        [only] => only.sfs,
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -354,6 +386,33 @@ pub(crate) mod tests {
                 // Deterministic.
                 assert_eq!(cuts, chunk(&data, SIZES, float_aware, true));
             }
+        }
+    }
+
+    #[test]
+    fn features_recomputed_from_a_chunk_alone_match_the_cut() {
+        let (zip, _) = archive(&payloads(5));
+        let mut data = noise(200_000, 4);
+        data.extend_from_slice(&floats(150_000, 8, 0.0));
+        data.extend_from_slice(&zip);
+        let cuts = chunk(&data, SIZES, true, true);
+        assert!(cuts.iter().any(|c| c.layout.is_some()));
+        for float in [false, true] {
+            let sampled = cuts
+                .iter()
+                .filter(|c| c.layout.is_some() == float && c.sfs.is_some())
+                .count();
+            assert!(sampled >= 5, "{sampled} sampled chunks (float {float})");
+        }
+        let mut at = 0;
+        for c in &cuts {
+            let bytes = &data[at..at + c.len];
+            at += c.len;
+            let again = match c.layout {
+                Some(l) => float_features(bytes, l),
+                None => byte_features(bytes, SIZES),
+            };
+            assert_eq!(again, c.sfs, "chunk at {} (+{})", at - c.len, c.len);
         }
     }
 

@@ -219,6 +219,15 @@ pub fn decode(
 /// `(width, phase)` of a float chunk.
 type Layout = (usize, usize);
 
+/// The float layout a chunk stored as byte planes (encodings 2 and 5) was
+/// encoded with; `None` for other encodings or a malformed layout byte.
+pub fn planes_layout(encoding: u8, stored: &[u8]) -> Option<Layout> {
+    match encoding {
+        ENCODING_ZSTD_PLANES | ENCODING_SPLIT_PLANES => parse_layout(*stored.get(4)?).ok(),
+        _ => None,
+    }
+}
+
 /// The base a delta encoding needs, or a corruption error.
 fn need_base(base: Option<&[u8]>) -> Result<&[u8]> {
     base.ok_or_else(|| LayoutError::Corruption("delta chunk decoded without its base".into()))

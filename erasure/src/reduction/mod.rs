@@ -265,16 +265,21 @@ impl SimilarityReducer {
     }
 
     fn chunks(&self, data: &[u8], max_stored: usize, features: bool) -> Vec<Cut> {
+        chunker::chunk(
+            data,
+            self.sizes(max_stored),
+            self.cfg.float_planes,
+            features,
+        )
+    }
+
+    /// The chunker's size bounds for chunks stored in at most `max_stored` bytes.
+    fn sizes(&self, max_stored: usize) -> Sizes {
         let max = (self.cfg.max_chunk as usize).min(max_stored).max(64);
         // `max` can be under 256 (a tiny block payload): never clamp with min > max.
         let avg = (self.cfg.avg_chunk as usize).max(256).min(max);
         let min = (self.cfg.min_chunk as usize).max(64).min(avg);
-        chunker::chunk(
-            data,
-            Sizes { min, avg, max },
-            self.cfg.float_planes,
-            features,
-        )
+        Sizes { min, avg, max }
     }
 
     /// Compresses one chunk (no dedup, no similarity): the smallest of zstd,
@@ -591,6 +596,43 @@ impl Reducer for SimilarityReducer {
                 st.last_base = Some(chunk);
             }
         }
+    }
+
+    fn warm_bytes(&self) -> usize {
+        self.cfg.base_cache_bytes
+    }
+
+    /// Puts a stored chunk back into the base cache and the super-feature
+    /// index with the features it was indexed under when it was cut (float
+    /// chunks by the layout their planes record; a float chunk that plain
+    /// zstd won is indexed as bytes), linking it to the previous one offered
+    /// for delta locality.
+    fn warm(&self, chunk: u64, encoding: u8, stored: &Bytes, logical: Bytes) {
+        if self.cfg.base_cache_bytes == 0 || logical.starts_with(&ZSTD_DICT_MAGIC) {
+            return;
+        }
+        let layout = encode::planes_layout(encoding, stored).filter(|_| self.cfg.float_planes);
+        let sfs = match layout {
+            Some(l) => chunker::float_features(&logical, l),
+            None => chunker::byte_features(&logical, self.sizes(usize::MAX)),
+        };
+        let Some(sfs) = sfs else {
+            return;
+        };
+        let mut st = self.state.lock();
+        if st.cache.contains_key(&chunk) {
+            return;
+        }
+        if let Some(prev) = st.last_base.filter(|p| st.cache.contains_key(p)) {
+            st.next_base.insert(prev, chunk);
+        }
+        let base = Base {
+            bytes: logical,
+            sfs,
+            layout,
+        };
+        st.cache_base(chunk, base, self.cfg.base_cache_bytes);
+        st.last_base = st.cache.contains_key(&chunk).then_some(chunk);
     }
 
     fn on_freed(&self, batch: &mut WriteBatch, chunk: u64) {
