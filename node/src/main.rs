@@ -61,7 +61,7 @@ struct ServeArgs {
     /// S3 listen address [default: 127.0.0.1:9000].
     #[arg(long, env = "CAIRN_S3_ADDR")]
     s3_addr: Option<SocketAddr>,
-    /// Azure Blob listen address [default: 127.0.0.1:10000]. Reserved: the Blob head is not served by this build yet.
+    /// Azure Blob listen address [default: 127.0.0.1:10000].
     #[arg(long, env = "CAIRN_BLOB_ADDR")]
     blob_addr: Option<SocketAddr>,
     /// Admin API + Prometheus /metrics listen address [default: 127.0.0.1:9180].
