@@ -43,6 +43,18 @@ fn f32_bytes(v: &[f32]) -> Bytes {
     Bytes::from(v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
 }
 
+/// A tensor of `n` floats (as bytes) and its weights after a dense update:
+/// every weight moves a little.
+fn tensor_and_update(seed: u64, n: usize) -> (Bytes, Vec<f32>) {
+    let mut g = rng(seed);
+    let mut w = floats(&mut g, n);
+    let v0 = f32_bytes(&w);
+    for x in w.iter_mut() {
+        *x -= *x * 1e-3 * g.random_range(-1.0f32..1.0);
+    }
+    (v0, w)
+}
+
 async fn store_with(
     dir: &std::path::Path,
 ) -> (
@@ -267,13 +279,7 @@ async fn restart_keeps_data_and_the_fingerprint_index() {
 async fn checkpoint_versions_are_stored_as_plane_deltas() {
     let dir = tempfile::tempdir().unwrap();
     let (store, db, r) = store_with(dir.path()).await;
-    let mut g = rng(12);
-    let mut w = floats(&mut g, 400_000);
-    let v0 = f32_bytes(&w);
-    // A dense update: every weight moves a little.
-    for x in w.iter_mut() {
-        *x -= *x * 1e-3 * g.random_range(-1.0f32..1.0);
-    }
+    let (v0, w) = tensor_and_update(12, 400_000);
     let mut v1 = vec![0u8; 3];
     v1.extend_from_slice(&f32_bytes(&w));
     let v1 = Bytes::from(v1);
@@ -312,12 +318,7 @@ async fn checkpoint_versions_are_stored_as_plane_deltas() {
 async fn similarity_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (store, db, _) = store_with(dir.path()).await;
-    let mut g = rng(31);
-    let mut w = floats(&mut g, 300_000);
-    let v0 = f32_bytes(&w);
-    for x in w.iter_mut() {
-        *x -= *x * 1e-3 * g.random_range(-1.0f32..1.0);
-    }
+    let (v0, w) = tensor_and_update(31, 300_000);
     let v1 = f32_bytes(&w);
     let (text, edited) = base_and_edit(32);
     let a = put(&store, &db, v0.clone()).await;
