@@ -7,7 +7,8 @@
 //! are orphans, removed at start-up); after it, the new state (the segment
 //! is migrated again as a no-op and freed).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::ops::Bound;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ use crate::store::DataStore;
 
 /// Most SLC bytes migrated in one metadata batch.
 const GROUP_BYTES: u64 = 64 << 20;
+/// Most chunk records the start-up warm-up of the reducer reads.
+const WARM_MAX_SCANNED: usize = 1 << 20;
 
 impl DataStore {
     /// One migration pass. With `upto = Some(seq)`, every committed extent in
@@ -135,38 +138,53 @@ impl DataStore {
 
     /// Offers the reducer the newest stored chunks that are not deltas, up
     /// to the logical bytes it asks for, oldest first, so that its
-    /// in-memory similarity index survives a restart. Runs under the
-    /// maintenance lock (no GC frees a chunk meanwhile); best effort: a
-    /// chunk that does not read or decode is skipped.
+    /// in-memory similarity index survives a restart. Chunk ids only grow,
+    /// so the newest chunks are found by scanning id windows back from the
+    /// next id, each twice the last, until enough bytes turned up or
+    /// [`WARM_MAX_SCANNED`] records were read (a store of mostly deltas
+    /// does not scan its whole index). Runs under the maintenance lock (no
+    /// GC frees a chunk meanwhile); best effort: a chunk that does not read
+    /// or decode is skipped.
     async fn warm_reducer(&self) {
         let want = self.reducer.warm_bytes();
         if want == 0 {
             return;
         }
-        let mut picked: VecDeque<(u64, ChunkRecord)> = VecDeque::new();
-        let mut bytes = 0usize;
-        for item in self.db.scan_prefix(records::CHUNK_PREFIX) {
-            let Ok((k, v)) = item else {
-                break;
-            };
-            let Some(id) = records::id_from_key(records::CHUNK_PREFIX, &k) else {
-                continue;
-            };
-            let Ok(rec) = ChunkRecord::decode(&v) else {
-                continue;
-            };
-            if rec.base.is_some() {
-                continue;
-            }
-            bytes += rec.logical_len as usize;
-            picked.push_back((id, rec));
-            while bytes > want {
-                let Some((_, old)) = picked.pop_front() else {
-                    break;
+        // Newest first while scanning; offered oldest first.
+        let mut picked: Vec<(u64, ChunkRecord)> = Vec::new();
+        let (mut bytes, mut scanned) = (0usize, 0usize);
+        let mut hi = self.next_chunk.load(Ordering::SeqCst);
+        let mut window = (want / (32 << 10)).max(64) as u64;
+        'windows: while hi > 0 && bytes < want && scanned < WARM_MAX_SCANNED {
+            let lo = hi.saturating_sub(window);
+            let (lo_key, hi_key) = (records::chunk_key(lo), records::chunk_key(hi));
+            let mut found = Vec::new();
+            for item in self
+                .db
+                .range(Bound::Included(&lo_key), Bound::Excluded(&hi_key))
+            {
+                let Ok((k, v)) = item else {
+                    break 'windows;
                 };
-                bytes -= old.logical_len as usize;
+                scanned += 1;
+                let Some(id) = records::id_from_key(records::CHUNK_PREFIX, &k) else {
+                    continue;
+                };
+                match ChunkRecord::decode(&v) {
+                    Ok(rec) if rec.base.is_none() => found.push((id, rec)),
+                    _ => {}
+                }
             }
+            for (id, rec) in found.into_iter().rev() {
+                if bytes >= want {
+                    break;
+                }
+                bytes += rec.logical_len as usize;
+                picked.push((id, rec));
+            }
+            (hi, window) = (lo, window.saturating_mul(2));
         }
+        picked.reverse();
         let (mut offered, started) = (0usize, std::time::Instant::now());
         for (id, rec) in picked {
             let Ok(stored) = self.read_stored(id, &rec).await else {
