@@ -421,18 +421,8 @@ pub(crate) mod tests {
         let a = noise(400_000, 9);
         let mut b = a.clone();
         b.splice(1000..1000, [1u8, 2, 3, 4, 5]);
-        let ends = |d: &[u8]| {
-            let mut at = 0;
-            chunk(d, SIZES, false, false)
-                .iter()
-                .map(|c| {
-                    at += c.len;
-                    at
-                })
-                .collect::<Vec<_>>()
-        };
-        let ea = ends(&a);
-        let eb: Vec<usize> = ends(&b).iter().map(|e| e - 5).collect();
+        let ea = cut_ends(&a, false);
+        let eb: Vec<usize> = cut_ends(&b, false).iter().map(|e| e - 5).collect();
         let shared = ea.iter().filter(|e| eb.contains(e)).count();
         assert!(shared * 10 >= ea.len() * 8, "{shared} of {}", ea.len());
     }
@@ -465,16 +455,25 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// Where the chunks of `d` end (plain FastCDC or format-aware cuts).
+    fn cut_ends(d: &[u8], aware: bool) -> Vec<usize> {
+        chunk(d, SIZES, aware, false)
+            .iter()
+            .scan(0, |at, c| {
+                *at += c.len;
+                Some(*at)
+            })
+            .collect()
+    }
+
     /// Bytes of `new`'s chunks whose contents are not among `old`'s chunks.
     fn new_bytes(old: &[u8], new: &[u8], aware: bool) -> usize {
         let pieces = |d: &[u8]| {
-            let mut at = 0;
-            chunk(d, SIZES, aware, false)
-                .iter()
-                .map(|c| {
-                    at += c.len;
-                    d[at - c.len..at].to_vec()
-                })
+            let ends = cut_ends(d, aware);
+            let starts = std::iter::once(0).chain(ends.iter().copied());
+            starts
+                .zip(ends.iter().copied())
+                .map(|(a, b)| d[a..b].to_vec())
                 .collect::<Vec<_>>()
         };
         let seen: std::collections::HashSet<Vec<u8>> = pieces(old).into_iter().collect();
@@ -503,13 +502,7 @@ pub(crate) mod tests {
             at += c.len;
         }
         // Plain FastCDC ignores them.
-        let plain_ends: Vec<usize> = chunk(&data, SIZES, false, false)
-            .iter()
-            .scan(0, |at, c| {
-                *at += c.len;
-                Some(*at)
-            })
-            .collect();
+        let plain_ends = cut_ends(&data, false);
         let aligned = starts.iter().filter(|s| plain_ends.contains(s)).count();
         assert!(aligned * 4 < starts.len(), "{aligned} of {}", starts.len());
     }

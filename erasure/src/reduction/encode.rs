@@ -508,33 +508,31 @@ fn difference_planes(
     out[..phase].copy_from_slice(&logical[..phase]);
     let (planes, tail) = out[phase..].split_at_mut(n * width);
     tail.copy_from_slice(&body[n * width..]);
-    // Paired elements become zigzag differences; the rest stay as they are.
     if width == 4 {
-        let le = |e: &[u8]| u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
-        let zigzag = |d: u32| (d << 1) ^ ((d as i32 >> 31) as u32);
-        let (p0, rest) = planes.split_at_mut(n);
-        let (p1, rest) = rest.split_at_mut(n);
-        let (p2, p3) = rest.split_at_mut(n);
-        let mut ys = b.chunks_exact(4);
-        for (i, x) in body.chunks_exact(4).enumerate() {
-            let v = match ys.next() {
-                Some(y) => zigzag(le(x).wrapping_sub(le(y))),
-                None => le(x),
-            };
-            (p0[i], p1[i], p2[i], p3[i]) =
-                (v as u8, (v >> 8) as u8, (v >> 16) as u8, (v >> 24) as u8);
-        }
+        difference_into_planes::<4>(body, b, planes, n);
     } else {
-        let le = |e: &[u8]| u16::from_le_bytes([e[0], e[1]]);
-        let zigzag = |d: u16| (d << 1) ^ ((d as i16 >> 15) as u16);
-        let (p0, p1) = planes.split_at_mut(n);
-        let mut ys = b.chunks_exact(2);
-        for (i, x) in body.chunks_exact(2).enumerate() {
-            let v = match ys.next() {
-                Some(y) => zigzag(le(x).wrapping_sub(le(y))),
-                None => le(x),
-            };
-            (p0[i], p1[i]) = (v as u8, (v >> 8) as u8);
+        difference_into_planes::<2>(body, b, planes, n);
+    }
+}
+
+/// Writes the `W`-byte elements of `body` into `W` planes of `n` bytes;
+/// an element paired with one of `base` (same index) as the zigzag of
+/// their wrapping difference (u32 arithmetic masked to the width), the rest
+/// as they are.
+fn difference_into_planes<const W: usize>(body: &[u8], base: &[u8], planes: &mut [u8], n: usize) {
+    let bits = 8 * W as u32;
+    let mask = u32::MAX >> (32 - bits);
+    let mut ys = base.chunks_exact(W);
+    for (i, x) in body.chunks_exact(W).take(n).enumerate() {
+        let v = match ys.next() {
+            Some(y) => {
+                let d = le_uint(x).wrapping_sub(le_uint(y)) & mask;
+                ((d << 1) ^ 0u32.wrapping_sub(d >> (bits - 1))) & mask
+            }
+            None => le_uint(x),
+        };
+        for k in 0..W {
+            planes[k * n + i] = (v >> (8 * k)) as u8;
         }
     }
 }
