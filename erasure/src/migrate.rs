@@ -187,13 +187,7 @@ impl DataStore {
         picked.reverse();
         let (mut offered, started) = (0usize, std::time::Instant::now());
         for (id, rec) in picked {
-            let Ok(stored) = self.read_stored(id, &rec).await else {
-                continue;
-            };
-            let Ok(logical) = self
-                .reducer
-                .decode(rec.encoding, stored.clone(), rec.logical_len)
-            else {
+            let Ok((stored, logical)) = self.read_base(id, &rec).await else {
                 continue;
             };
             self.reducer.warm(id, rec.encoding, &stored, logical);

@@ -269,27 +269,33 @@ impl DataStore {
                 let brec = self
                     .chunk_record(base_id)?
                     .ok_or_else(|| LayoutError::NotFound(format!("base chunk {base_id}")))?;
-                if brec.base.is_some() {
-                    return Err(LayoutError::Corruption(format!(
-                        "base chunk {base_id} is itself a delta"
-                    )));
-                }
-                let bstored = self.read_stored(base_id, &brec).await?;
-                let b = self
-                    .reducer
-                    .decode(brec.encoding, bstored, brec.logical_len)?;
-                if b.len() != brec.logical_len as usize {
-                    return Err(LayoutError::Corruption(format!(
-                        "base chunk {base_id} decoded to {} bytes, expected {}",
-                        b.len(),
-                        brec.logical_len
-                    )));
-                }
-                b
+                self.read_base(base_id, &brec).await?.1
             }
         };
         self.reducer
             .decode_with_base(rec.encoding, stored, rec.logical_len, &base)
+    }
+
+    /// The verified stored bytes and the logical bytes of chunk `id`, which
+    /// must not be a delta (a delta's base, or a chunk the reducer is warmed with).
+    pub(crate) async fn read_base(&self, id: u64, rec: &ChunkRecord) -> Result<(Bytes, Bytes)> {
+        if rec.base.is_some() {
+            return Err(LayoutError::Corruption(format!(
+                "base chunk {id} is itself a delta"
+            )));
+        }
+        let stored = self.read_stored(id, rec).await?;
+        let logical = self
+            .reducer
+            .decode(rec.encoding, stored.clone(), rec.logical_len)?;
+        if logical.len() != rec.logical_len as usize {
+            return Err(LayoutError::Corruption(format!(
+                "base chunk {id} decoded to {} bytes, expected {}",
+                logical.len(),
+                rec.logical_len
+            )));
+        }
+        Ok((stored, logical))
     }
 
     /// Submits the fast-path read of a chunk's stored bytes (one range on one device).

@@ -43,15 +43,19 @@ fn f32_bytes(v: &[f32]) -> Bytes {
     Bytes::from(v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
 }
 
-/// A tensor of `n` floats (as bytes) and its weights after a dense update:
-/// every weight moves a little.
+/// A dense training update: every weight moves a little.
+fn dense_update(w: &mut [f32], g: &mut impl Rng) {
+    for x in w.iter_mut() {
+        *x -= *x * 1e-3 * g.random_range(-1.0f32..1.0);
+    }
+}
+
+/// A tensor of `n` floats (as bytes) and its weights after a dense update.
 fn tensor_and_update(seed: u64, n: usize) -> (Bytes, Vec<f32>) {
     let mut g = rng(seed);
     let mut w = floats(&mut g, n);
     let v0 = f32_bytes(&w);
-    for x in w.iter_mut() {
-        *x -= *x * 1e-3 * g.random_range(-1.0f32..1.0);
-    }
+    dense_update(&mut w, &mut g);
     (v0, w)
 }
 
@@ -342,9 +346,7 @@ async fn similarity_survives_a_restart() {
     // Later versions of the tensor: ~150 delta chunks with newer ids.
     let mut g = rng(34);
     for _ in 0..4 {
-        for x in w.iter_mut() {
-            *x -= *x * 1e-3 * g.random_range(-1.0f32..1.0);
-        }
+        dense_update(&mut w, &mut g);
         let v = f32_bytes(&w);
         all.push((put(&store, &db, v.clone()).await, v));
     }
@@ -353,9 +355,7 @@ async fn similarity_survives_a_restart() {
     store.shutdown().await;
     drop(store);
     let (store, r) = open(&db).await;
-    for x in w.iter_mut() {
-        *x -= *x * 1e-3 * g.random_range(-1.0f32..1.0);
-    }
+    dense_update(&mut w, &mut g);
     let v5 = f32_bytes(&w);
     all.push((put(&store, &db, v5.clone()).await, v5));
     all.push((put(&store, &db, edited.clone()).await, edited));
@@ -395,9 +395,7 @@ fn crash_data(seed: u64) -> Bytes {
     if seed % 5 == 4 {
         let mut w = floats(&mut rng(200 + seed % 2), 80_000);
         let mut g = rng(seed);
-        for x in w.iter_mut() {
-            *x -= *x * 1e-3 * g.random_range(-1.0f32..1.0);
-        }
+        dense_update(&mut w, &mut g);
         return f32_bytes(&w);
     }
     let t = seed % 4;

@@ -22,7 +22,7 @@
 //! members were stored again). A plausible local header at or after the
 //! minimum size ends the chunk there, so chunks start where members start.
 
-use super::features::{float_layout, gear, Sampler, SUPER_FEATURES};
+use super::features::{float_layout, float_super_features, gear, Sampler, SUPER_FEATURES};
 
 /// Bytes per window of the float-region classification (aligned to the
 /// start of the data, so two versions of one file classify alike).
@@ -263,20 +263,12 @@ fn float_cuts(
     let phase = phase.min(data.len());
     let elems = (data.len() - phase) / width;
     let per = (sizes.avg.clamp(sizes.min, sizes.max) / width).max(1);
-    let mut sampler = Sampler::default();
     let mut e0 = 0;
     loop {
         let mut e1 = (e0 + per).min(elems);
         // A short remainder joins the last chunk while that stays within the maximum.
         if elems - e1 < per / 4 && (elems - e0) * width + width <= sizes.max {
             e1 = elems;
-        }
-        if features {
-            let mut h = 0u64;
-            for e in e0..e1 {
-                h = gear(h, data[phase + e * width + width - 1]);
-                sampler.offer(h);
-            }
         }
         // The first chunk also takes the bytes before the first element,
         // the last one the tail that is not a whole element.
@@ -286,37 +278,24 @@ fn float_cuts(
         } else {
             phase + e1 * width
         };
+        let chunk_phase = if e0 == 0 { phase } else { 0 };
+        // Sampled from the chunk's bytes alone, so that a stored chunk can
+        // be indexed again the same way (`Reducer::warm`).
+        let sfs = if features {
+            float_super_features(&data[from..to], width, chunk_phase)
+        } else {
+            None
+        };
         out.push(Cut {
             len: to - from,
-            layout: Some((width, if e0 == 0 { phase } else { 0 })),
-            sfs: if features {
-                sampler.finish_float()
-            } else {
-                None
-            },
+            layout: Some((width, chunk_phase)),
+            sfs,
         });
         if e1 >= elems {
             break;
         }
         e0 = e1;
     }
-}
-
-/// The super-features of one float chunk of `layout` as [`chunk`] samples
-/// them (over the sign/exponent byte of each whole element), from the
-/// chunk's bytes alone: lets a restarted reducer index a stored float chunk
-/// exactly as it was indexed when cut.
-pub fn float_features(
-    data: &[u8],
-    (width, phase): (usize, usize),
-) -> Option<[u64; SUPER_FEATURES]> {
-    let mut sampler = Sampler::default();
-    let mut h = 0u64;
-    for e in data.get(phase..)?.chunks_exact(width.max(1)) {
-        h = gear(h, e[e.len() - 1]);
-        sampler.offer(h);
-    }
-    sampler.finish_float()
 }
 
 /// The super-features of one byte chunk as [`chunk`] samples them, from the
@@ -409,7 +388,7 @@ pub(crate) mod tests {
             let bytes = &data[at..at + c.len];
             at += c.len;
             let again = match c.layout {
-                Some(l) => float_features(bytes, l),
+                Some((w, p)) => float_super_features(bytes, w, p),
                 None => byte_features(bytes, SIZES),
             };
             assert_eq!(again, c.sfs, "chunk at {} (+{})", at - c.len, c.len);

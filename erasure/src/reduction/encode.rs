@@ -316,23 +316,36 @@ impl ElementDelta {
                 }
             }
             (ElementDelta::Difference, 2 | 4) => {
-                // Wrapping arithmetic at the element width, in u32.
-                let mask = u32::MAX >> (32 - 8 * width);
+                let bits = 8 * width as u32;
                 for (x, y) in a.chunks_exact_mut(width).zip(b.chunks_exact(width)) {
                     let (v, w) = (le_uint(x), le_uint(y));
                     let r = if undo {
-                        w.wrapping_add((v >> 1) ^ (v & 1).wrapping_neg())
+                        zigzag_undo(v, w, bits)
                     } else {
-                        let d = v.wrapping_sub(w) & mask;
-                        let negative = d >> (8 * width - 1) == 1;
-                        (d << 1) ^ if negative { u32::MAX } else { 0 }
-                    } & mask;
+                        zigzag_diff(v, w, bits)
+                    };
                     x.copy_from_slice(&r.to_le_bytes()[..width]);
                 }
             }
             (ElementDelta::Difference, _) => {}
         }
     }
+}
+
+/// The wrapping difference `v - w` of two `bits`-bit integers (16 or 32),
+/// zigzag-folded: small differences of either sign get zero high bytes.
+#[inline(always)]
+fn zigzag_diff(v: u32, w: u32, bits: u32) -> u32 {
+    let mask = u32::MAX >> (32 - bits);
+    let d = v.wrapping_sub(w) & mask;
+    ((d << 1) ^ 0u32.wrapping_sub(d >> (bits - 1))) & mask
+}
+
+/// Inverse of [`zigzag_diff`]: the `v` whose folded difference against `w` is `z`.
+#[inline(always)]
+fn zigzag_undo(z: u32, w: u32, bits: u32) -> u32 {
+    let mask = u32::MAX >> (32 - bits);
+    w.wrapping_add((z >> 1) ^ (z & 1).wrapping_neg()) & mask
 }
 
 /// A little-endian unsigned integer of up to 4 bytes.
@@ -516,19 +529,14 @@ fn difference_planes(
 }
 
 /// Writes the `W`-byte elements of `body` into `W` planes of `n` bytes;
-/// an element paired with one of `base` (same index) as the zigzag of
-/// their wrapping difference (u32 arithmetic masked to the width), the rest
-/// as they are.
+/// an element paired with one of `base` (same index) as [`zigzag_diff`]
+/// against it, the rest as they are.
 fn difference_into_planes<const W: usize>(body: &[u8], base: &[u8], planes: &mut [u8], n: usize) {
     let bits = 8 * W as u32;
-    let mask = u32::MAX >> (32 - bits);
     let mut ys = base.chunks_exact(W);
-    for (i, x) in body.chunks_exact(W).take(n).enumerate() {
+    for (i, x) in body.chunks_exact(W).enumerate() {
         let v = match ys.next() {
-            Some(y) => {
-                let d = le_uint(x).wrapping_sub(le_uint(y)) & mask;
-                ((d << 1) ^ 0u32.wrapping_sub(d >> (bits - 1))) & mask
-            }
+            Some(y) => zigzag_diff(le_uint(x), le_uint(y), bits),
             None => le_uint(x),
         };
         for k in 0..W {

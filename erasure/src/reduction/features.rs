@@ -62,7 +62,9 @@ const FLOAT_SF_SALT: u64 = 0xF10A_7F10_A7F1_0A7F;
 /// `phase`: computed over the plane of the bytes holding sign and exponent,
 /// which a dense training update leaves nearly unchanged while it changes
 /// every low mantissa byte; one feature per super-feature, since
-/// content-defined boundaries of two versions rarely line up.
+/// content-defined boundaries of two versions rarely line up. The chunker
+/// samples every float chunk with it from the chunk's bytes alone, so the
+/// warm-up after a restart indexes a stored chunk exactly as it was cut.
 pub fn float_super_features(
     data: &[u8],
     width: usize,

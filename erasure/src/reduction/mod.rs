@@ -152,6 +152,25 @@ impl State {
         }
     }
 
+    /// Indexes a newly stored chunk: links it from the last base when it
+    /// `follows` that one (delta locality), caches it when it is a base, and
+    /// makes it the last base when it was cached.
+    fn index_stored(&mut self, chunk: u64, base: Option<Base>, follows: bool, budget: usize) {
+        if let Some(prev) = self
+            .last_base
+            .take()
+            .filter(|p| follows && self.cache.contains_key(p))
+        {
+            self.next_base.insert(prev, chunk);
+        }
+        if let Some(base) = base {
+            self.cache_base(chunk, base, budget);
+            if self.cache.contains_key(&chunk) {
+                self.last_base = Some(chunk);
+            }
+        }
+    }
+
     fn cache_base(&mut self, chunk: u64, base: Base, budget: usize) {
         if base.bytes.len() > budget {
             return;
@@ -583,19 +602,7 @@ impl Reducer for SimilarityReducer {
         st.fp.insert(p.fp, chunk);
         st.by_chunk.insert(chunk, p.fp);
         st.uncommitted.push(chunk);
-        match (p.follows_base, st.last_base) {
-            (true, Some(prev)) if st.cache.contains_key(&prev) => {
-                st.next_base.insert(prev, chunk);
-            }
-            _ => {}
-        }
-        st.last_base = None;
-        if let Some(base) = p.base {
-            st.cache_base(chunk, base, self.cfg.base_cache_bytes);
-            if st.cache.contains_key(&chunk) {
-                st.last_base = Some(chunk);
-            }
-        }
+        st.index_stored(chunk, p.base, p.follows_base, self.cfg.base_cache_bytes);
     }
 
     fn warm_bytes(&self) -> usize {
@@ -613,7 +620,7 @@ impl Reducer for SimilarityReducer {
         }
         let layout = encode::planes_layout(encoding, stored).filter(|_| self.cfg.float_planes);
         let sfs = match layout {
-            Some(l) => chunker::float_features(&logical, l),
+            Some((w, p)) => features::float_super_features(&logical, w, p),
             None => chunker::byte_features(&logical, self.sizes(usize::MAX)),
         };
         let Some(sfs) = sfs else {
@@ -623,16 +630,12 @@ impl Reducer for SimilarityReducer {
         if st.cache.contains_key(&chunk) {
             return;
         }
-        if let Some(prev) = st.last_base.filter(|p| st.cache.contains_key(p)) {
-            st.next_base.insert(prev, chunk);
-        }
         let base = Base {
             bytes: logical,
             sfs,
             layout,
         };
-        st.cache_base(chunk, base, self.cfg.base_cache_bytes);
-        st.last_base = st.cache.contains_key(&chunk).then_some(chunk);
+        st.index_stored(chunk, Some(base), true, self.cfg.base_cache_bytes);
     }
 
     fn on_freed(&self, batch: &mut WriteBatch, chunk: u64) {
