@@ -288,7 +288,11 @@ fn kind(encoding: u8) -> usize {
     match encoding {
         ENCODING_ZSTD => 1,
         ENCODING_ZSTD_PLANES | ENCODING_SPLIT_PLANES => 2,
-        ENCODING_DELTA | ENCODING_DELTA_PLANES | ENCODING_XOR_PLANES | ENCODING_SUB_PLANES => 3,
+        ENCODING_DELTA
+        | ENCODING_DELTA_PLANES
+        | ENCODING_XOR_PLANES
+        | ENCODING_SUB_PLANES
+        | ENCODING_TOKENS_DELTA => 3,
         _ => 0,
     }
 }

@@ -7,6 +7,7 @@ use std::cell::RefCell;
 
 use zstd::zstd_safe::{CCtx, DCtx};
 
+use super::deflate::{self, put_varint, BitWriter, Block, ChunkTokens, TokenStart};
 use super::features::{from_planes, to_planes};
 use crate::error::{LayoutError, Result};
 
@@ -44,6 +45,18 @@ pub const ENCODING_XOR_PLANES: u8 = 6;
 /// whose low mantissa carries across a byte (measured on the checkpoint
 /// corpus: weights 1.72× → 1.80×, momentum 1.24× → 1.32×).
 pub const ENCODING_SUB_PLANES: u8 = 7;
+
+/// A chunk of a deflate stream stored as its deflate tokens (see
+/// [`super::deflate`]), zstd-compressed with the tokens of the base chunk
+/// as a raw-content dictionary; the bits before the chunk's first whole
+/// token and after its last are kept verbatim, and where the chunk's and
+/// the base's tokens start in their streams is recorded with it.
+pub const ENCODING_TOKENS_DELTA: u8 = 8;
+
+/// A chunk of a deflate stream stored as its bytes, with where its tokens
+/// start, so that it can serve as a base for [`ENCODING_TOKENS_DELTA`]
+/// again after a restart (raw would not say where its tokens start).
+pub const ENCODING_STREAM_RAW: u8 = 9;
 
 /// Largest logical length a chunk can have (chunks are at most one block
 /// payload); a record claiming more is corrupt, and decoding must not
@@ -201,6 +214,11 @@ pub fn decode(
             let mut out = from_planes(&segments_decode(segs, &plane_lens(len, w, p))?, w, p);
             delta.undo(&mut out, (w, p), base, bp);
             out
+        }
+        ENCODING_TOKENS_DELTA => tokens_delta_decode(body, len, need_base(base)?)?,
+        ENCODING_STREAM_RAW => {
+            let (_, bytes) = stream_raw_parts(body)?;
+            bytes.to_vec()
         }
         e => {
             return Err(LayoutError::Corruption(format!(
@@ -543,6 +561,143 @@ fn difference_into_planes<const W: usize>(body: &[u8], base: &[u8], planes: &mut
             planes[k * n + i] = (v >> (8 * k)) as u8;
         }
     }
+}
+
+fn tokens_corrupt(what: &str) -> LayoutError {
+    LayoutError::Corruption(format!("token delta chunk {what}"))
+}
+
+fn get_varint(src: &[u8], at: &mut usize) -> Result<u64> {
+    deflate::get_varint(src, at).map_err(|_| tokens_corrupt("is cut short"))
+}
+
+/// Encodes `logical` as [`ENCODING_TOKENS_DELTA`] against a base whose
+/// tokens `base_tokens` start at `base_start`; `false` when it would not be
+/// under `limit` bytes. The caller has checked that `ct` rebuilds `logical`
+/// (see [`rebuild`]).
+pub fn tokens_delta_into(
+    out: &mut Vec<u8>,
+    logical: &[u8],
+    ct: &ChunkTokens,
+    base_start: &TokenStart,
+    base_tokens: &[u8],
+    level: i32,
+    limit: usize,
+) -> Result<bool> {
+    header(out, logical);
+    deflate::put_block(out, &ct.start.block);
+    put_varint(out, ct.start.prefix_bits);
+    out.extend_from_slice(&logical[..ct.start.prefix_bits.div_ceil(8) as usize]);
+    put_varint(out, ct.end_bits);
+    out.extend_from_slice(&logical[(ct.end_bits / 8) as usize..]);
+    base_start.put(out);
+    put_varint(out, ct.tokens.len() as u64);
+    if out.len() >= limit {
+        return Ok(false);
+    }
+    compress_into(out, &ct.tokens, base_tokens, level, limit)
+}
+
+/// Rebuilds a chunk of `len` bytes from its verbatim prefix bits, its
+/// tokens from `start` and its verbatim tail bits (from `end_bits` on);
+/// `None` where they do not describe exactly `len` bytes.
+pub fn rebuild(
+    len: usize,
+    start: &Block,
+    prefix: (&[u8], u64),
+    tokens: &[u8],
+    tail: (&[u8], u64),
+) -> Option<Vec<u8>> {
+    let (prefix, prefix_bits) = prefix;
+    let (tail, end_bits) = tail;
+    let total = len as u64 * 8;
+    if prefix_bits > end_bits
+        || end_bits > total
+        || (prefix.len() as u64) * 8 < prefix_bits
+        || (tail.len() as u64) * 8 < total - (end_bits / 8) * 8
+    {
+        return None;
+    }
+    let mut w = BitWriter::default();
+    w.copy_bits(prefix, 0, prefix_bits);
+    deflate::encode(start.clone(), tokens, &mut w).ok()?;
+    if w.bits() != end_bits {
+        return None;
+    }
+    w.copy_bits(tail, end_bits % 8, total - end_bits);
+    Some(w.finish())
+}
+
+fn tokens_delta_decode(body: &[u8], len: usize, base: &[u8]) -> Result<Vec<u8>> {
+    let mut at = 0usize;
+    let bad_block = |_| tokens_corrupt("has a malformed block state");
+    let start = deflate::get_block(body, &mut at).map_err(bad_block)?;
+    let prefix_bits = get_varint(body, &mut at)?;
+    let n = prefix_bits.div_ceil(8);
+    if n > len as u64 {
+        return Err(tokens_corrupt("has a prefix longer than the chunk"));
+    }
+    let prefix = body
+        .get(at..at + n as usize)
+        .ok_or_else(|| tokens_corrupt("is cut short"))?;
+    at += n as usize;
+    let end_bits = get_varint(body, &mut at)?;
+    if end_bits > len as u64 * 8 || end_bits < prefix_bits {
+        return Err(tokens_corrupt("has its tokens outside the chunk"));
+    }
+    let tail_len = len - (end_bits / 8) as usize;
+    let tail = body
+        .get(at..at + tail_len)
+        .ok_or_else(|| tokens_corrupt("is cut short"))?;
+    at += tail_len;
+    let base_start = TokenStart::get(body, &mut at).map_err(bad_block)?;
+    if base_start.prefix_bits > base.len() as u64 * 8 {
+        return Err(tokens_corrupt("starts past the end of its base"));
+    }
+    let tokens_len = get_varint(body, &mut at)?;
+    // Every token takes at least one bit of the stream and at most a few
+    // bytes of the serialization.
+    if tokens_len > len as u64 * 16 + 64 {
+        return Err(tokens_corrupt("claims more tokens than the chunk holds"));
+    }
+    let base_tokens = deflate::chunk_tokens(base, &base_start);
+    let tokens = decompress(&body[at..], &base_tokens, tokens_len as usize)?;
+    if tokens.len() as u64 != tokens_len {
+        return Err(tokens_corrupt("decoded to the wrong number of token bytes"));
+    }
+    rebuild(
+        len,
+        &start,
+        (prefix, prefix_bits),
+        &tokens,
+        (tail, end_bits),
+    )
+    .ok_or_else(|| tokens_corrupt("does not rebuild its bytes"))
+}
+
+/// Encodes `logical` as [`ENCODING_STREAM_RAW`] with its tokens' `start`.
+pub fn stream_raw(logical: &[u8], start: &TokenStart) -> Vec<u8> {
+    let mut out = Vec::with_capacity(logical.len() + 64);
+    header(&mut out, logical);
+    start.put(&mut out);
+    out.extend_from_slice(logical);
+    out
+}
+
+/// The token start and the bytes of an [`ENCODING_STREAM_RAW`] body.
+fn stream_raw_parts(body: &[u8]) -> Result<(TokenStart, &[u8])> {
+    let mut at = 0;
+    let start = TokenStart::get(body, &mut at)
+        .map_err(|_| LayoutError::Corruption("stream chunk has a malformed token start".into()))?;
+    Ok((start, &body[at..]))
+}
+
+/// Where the tokens of a chunk stored as [`ENCODING_STREAM_RAW`] start.
+pub fn stream_start(encoding: u8, stored: &[u8]) -> Option<TokenStart> {
+    if encoding != ENCODING_STREAM_RAW {
+        return None;
+    }
+    stream_raw_parts(stored.get(4..)?).ok().map(|(s, _)| s)
 }
 
 #[cfg(test)]

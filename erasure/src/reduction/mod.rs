@@ -14,6 +14,7 @@
 //!   new chunks are stored.
 
 pub mod chunker;
+pub mod deflate;
 pub mod encode;
 pub mod features;
 
@@ -28,9 +29,11 @@ use crate::error::{LayoutError, Result};
 use crate::records;
 use crate::reduce::{ReducedChunk, Reducer, ENCODING_RAW};
 use chunker::{Cut, Sizes};
+use deflate::{ChunkTokens, StreamWalk, TokenStart};
 use encode::{
     ElementDelta, ENCODING_DELTA, ENCODING_DELTA_PLANES, ENCODING_SPLIT_PLANES,
-    ENCODING_SUB_PLANES, ENCODING_XOR_PLANES, ENCODING_ZSTD, ENCODING_ZSTD_PLANES, ZSTD_DICT_MAGIC,
+    ENCODING_STREAM_RAW, ENCODING_SUB_PLANES, ENCODING_TOKENS_DELTA, ENCODING_XOR_PLANES,
+    ENCODING_ZSTD, ENCODING_ZSTD_PLANES, ZSTD_DICT_MAGIC,
 };
 use features::SUPER_FEATURES;
 
@@ -105,6 +108,17 @@ struct Base {
     sfs: [u64; SUPER_FEATURES],
     /// Float layout of the base (the XOR delta needs it).
     layout: Option<(usize, usize)>,
+    /// For a base inside a deflate stream: where its tokens start and the
+    /// tokens, exactly as [`deflate::chunk_tokens`] parses them from its
+    /// bytes when a delta against it is decoded.
+    deflate: Option<(TokenStart, Bytes)>,
+}
+
+impl Base {
+    /// Bytes the base holds in memory.
+    fn size(&self) -> usize {
+        self.bytes.len() + self.deflate.as_ref().map_or(0, |(_, t)| t.len())
+    }
 }
 
 #[derive(Default)]
@@ -125,6 +139,8 @@ struct State {
     /// next extent of one object usually follows): the base after the last
     /// chunk's base, and whether the last chunk was a new base.
     carry: (Option<u64>, bool),
+    /// The deflate stream the last extent left open (see [`StreamWalk::finish`]).
+    stream_carry: Option<deflate::Carry>,
     queue: VecDeque<Pending>,
     /// Chunks stored by the migration in progress (not yet committed).
     uncommitted: Vec<u64>,
@@ -143,7 +159,7 @@ impl State {
     fn uncache(&mut self, chunk: u64) {
         self.next_base.remove(&chunk);
         if let Some(b) = self.cache.remove(&chunk) {
-            self.cache_bytes -= b.bytes.len();
+            self.cache_bytes -= b.size();
             for s in b.sfs {
                 if self.sf.get(&s) == Some(&chunk) {
                     self.sf.remove(&s);
@@ -172,10 +188,10 @@ impl State {
     }
 
     fn cache_base(&mut self, chunk: u64, base: Base, budget: usize) {
-        if base.bytes.len() > budget {
+        if base.size() > budget {
             return;
         }
-        self.cache_bytes += base.bytes.len();
+        self.cache_bytes += base.size();
         for s in base.sfs {
             self.sf.insert(s, chunk);
         }
@@ -373,15 +389,17 @@ impl SimilarityReducer {
         next: Option<u64>,
     ) -> Result<Encoded> {
         let layout = cut.layout.filter(|_| self.cfg.float_planes);
-        // Similarity: a cached base sharing a super-feature; for floats,
-        // else the base after the previous chunk's (a dense update changes
-        // enough exponents, momentum especially, that features miss).
+        // Similarity: a cached base of the same kind sharing a
+        // super-feature; for floats, else the base after the previous
+        // chunk's (a dense update changes enough exponents, momentum
+        // especially, that features miss).
         let base = match &cut.sfs {
             Some(sfs) if self.cfg.base_cache_bytes > 0 => {
                 let st = self.state.lock();
                 sfs.iter()
                     .find_map(|s| st.sf.get(s).copied())
                     .and_then(|id| st.cache.get(&id).map(|b| (id, b.clone())))
+                    .filter(|(_, b)| b.deflate.is_none())
                     .or_else(|| {
                         let id = next.filter(|_| layout.is_some())?;
                         st.cache
@@ -459,6 +477,84 @@ impl SimilarityReducer {
     }
 }
 
+impl SimilarityReducer {
+    /// Encodes a new chunk of a deflate stream as a delta of its tokens
+    /// against a cached base of the same kind (sharing a super-feature of
+    /// the tokens, else the base after the previous chunk's); `None` where
+    /// there is none or the delta does not save a tenth of the chunk.
+    fn encode_tokens(
+        &self,
+        logical: &Bytes,
+        ct: &ChunkTokens,
+        sfs: &[u64; SUPER_FEATURES],
+        max_stored: usize,
+        next: Option<u64>,
+    ) -> Result<Option<Encoded>> {
+        let candidates = {
+            let st = self.state.lock();
+            let token_base = |id: u64| {
+                st.cache
+                    .get(&id)
+                    .and_then(|b| Some((id, b.deflate.clone()?)))
+            };
+            let by_feature = sfs.iter().find_map(|s| token_base(*st.sf.get(s)?));
+            let by_place = next
+                .filter(|n| by_feature.as_ref().is_none_or(|f| f.0 != *n))
+                .and_then(token_base);
+            [by_feature, by_place]
+        };
+        for (id, (start, base_tokens)) in candidates.into_iter().flatten() {
+            if let Some(e) = self.token_delta(logical, ct, id, &start, &base_tokens, max_stored)? {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+
+    /// [`Self::encode_tokens`] against one base.
+    fn token_delta(
+        &self,
+        logical: &Bytes,
+        ct: &ChunkTokens,
+        id: u64,
+        start: &TokenStart,
+        base_tokens: &[u8],
+        max_stored: usize,
+    ) -> Result<Option<Encoded>> {
+        if base_tokens.starts_with(&ZSTD_DICT_MAGIC) {
+            // zstd would read such tokens as a formatted dictionary.
+            return Ok(None);
+        }
+        let limit = logical.len().min(max_stored) / 10 * 9;
+        let mut out = Vec::new();
+        let level = self.cfg.zstd_level;
+        if !encode::tokens_delta_into(&mut out, logical, ct, start, base_tokens, level, limit)? {
+            return Ok(None);
+        }
+        // The stored form is only as good as the rebuild: check it.
+        let tail = &logical[(ct.end_bits / 8) as usize..];
+        let rebuilt = encode::rebuild(
+            logical.len(),
+            &ct.start.block,
+            (logical, ct.start.prefix_bits),
+            &ct.tokens,
+            (tail, ct.end_bits),
+        );
+        if rebuilt.as_deref() != Some(&logical[..]) {
+            return Ok(None);
+        }
+        Ok(Some(Encoded {
+            encoding: ENCODING_TOKENS_DELTA,
+            stored: Bytes::from(out),
+            base: Some(id),
+        }))
+    }
+}
+
+/// Features per super-feature of a chunk's deflate tokens: one, as for
+/// floats (the tokens of two versions' chunks rarely line up).
+const TOKEN_FEATURES_PER_SF: usize = 1;
+
 /// Whether a found base holds floats (its delta is an XOR, never backed off).
 fn b_is_float(base: &Option<(u64, Base)>) -> bool {
     base.as_ref().is_some_and(|(_, b)| b.layout.is_some())
@@ -475,14 +571,24 @@ impl Reducer for SimilarityReducer {
         // The base after the previous chunk's base, and whether the previous
         // chunk was itself a new base (carried over from the last extent).
         let (mut next, mut prev_was_base) = self.state.lock().carry;
+        let carry = self.state.lock().stream_carry.take();
+        let mut walk =
+            (want_features && self.cfg.float_planes).then(|| StreamWalk::new(extent, carry));
         for cut in cuts {
             let len = cut.len;
+            let start = off;
             let logical = extent.slice(off..off + len);
             off += len;
             self.stats.chunks.fetch_add(1, Ordering::Relaxed);
             let fp: [u8; 32] = *blake3::hash(&logical).as_bytes();
-            if let Some(&chunk) = self.state.lock().fp.get(&fp) {
-                (next, prev_was_base) = (None, false);
+            let hit = {
+                let st = self.state.lock();
+                st.fp.get(&fp).map(|&c| (c, st.next_base.get(&c).copied()))
+            };
+            if let Some((chunk, after)) = hit {
+                // The chunk after a known one likely resembles the chunk
+                // after it (an edit after an unchanged stretch).
+                (next, prev_was_base) = (after, false);
                 self.stats.dedup_hits.fetch_add(1, Ordering::Relaxed);
                 out.push(ReducedChunk::Existing {
                     chunk,
@@ -499,28 +605,62 @@ impl Reducer for SimilarityReducer {
                 });
                 continue;
             }
-            let e = self.encode_chunk(&logical, &cut, max_stored, next)?;
+            // Inside a deflate stream: similarity on the tokens.
+            let tokens = walk.as_mut().and_then(|w| {
+                let ct = w.chunk(start, start + len)?;
+                let sfs = features::super_features_with(&ct.tokens, TOKEN_FEATURES_PER_SF)?;
+                Some((ct, sfs))
+            });
+            let by_tokens = match &tokens {
+                Some((ct, sfs)) => self.encode_tokens(&logical, ct, sfs, max_stored, next)?,
+                None => None,
+            };
+            let mut e = match by_tokens {
+                Some(e) => e,
+                None => self.encode_chunk(&logical, &cut, max_stored, next)?,
+            };
+            if let (ENCODING_RAW, Some((ct, _))) = (e.encoding, &tokens) {
+                // Raw, but saying where its tokens start (a base after a restart).
+                let stored = encode::stream_raw(&logical, &ct.start);
+                if stored.len() <= max_stored {
+                    (e.encoding, e.stored) = (ENCODING_STREAM_RAW, Bytes::from(stored));
+                }
+            }
+            // Deflate tokens keep walking the previous version's chunks
+            // even where one did not delta (their cuts fall alike).
             next = e
                 .base
+                .or(next.filter(|_| tokens.is_some()))
                 .and_then(|b| self.state.lock().next_base.get(&b).copied());
             match e.encoding {
                 ENCODING_DELTA
+                | ENCODING_TOKENS_DELTA
                 | ENCODING_DELTA_PLANES
                 | ENCODING_XOR_PLANES
                 | ENCODING_SUB_PLANES => self.stats.delta_hits.fetch_add(1, Ordering::Relaxed),
                 ENCODING_ZSTD_PLANES | ENCODING_SPLIT_PLANES => {
                     self.stats.plane_chunks.fetch_add(1, Ordering::Relaxed)
                 }
-                ENCODING_RAW => self.stats.raw_chunks.fetch_add(1, Ordering::Relaxed),
+                ENCODING_RAW | ENCODING_STREAM_RAW => {
+                    self.stats.raw_chunks.fetch_add(1, Ordering::Relaxed)
+                }
                 _ => 0,
             };
             // Chains stay one level deep: a delta is never a base.
-            let as_base = match (e.base, cut.sfs) {
+            let as_base = match (e.base, tokens, cut.sfs) {
+                _ if logical.starts_with(&ZSTD_DICT_MAGIC) => None,
                 // A copy: a slice would keep the whole extent buffer alive in the cache.
-                (None, Some(sfs)) if !logical.starts_with(&ZSTD_DICT_MAGIC) => Some(Base {
+                (None, Some((ct, sfs)), _) => Some(Base {
+                    bytes: Bytes::copy_from_slice(&logical),
+                    sfs,
+                    layout: None,
+                    deflate: Some((ct.start, Bytes::from(ct.tokens))),
+                }),
+                (None, None, Some(sfs)) => Some(Base {
                     bytes: Bytes::copy_from_slice(&logical),
                     sfs,
                     layout: cut.layout,
+                    deflate: None,
                 }),
                 _ => None,
             };
@@ -541,10 +681,12 @@ impl Reducer for SimilarityReducer {
                 base: e.base,
             });
         }
+        let stream_carry = walk.and_then(StreamWalk::finish);
         let mut st = self.state.lock();
         st.queue.clear();
         st.queue.extend(pend);
         st.carry = (next, prev_was_base);
+        st.stream_carry = stream_carry;
         Ok(out)
     }
 
@@ -619,9 +761,18 @@ impl Reducer for SimilarityReducer {
             return;
         }
         let layout = encode::planes_layout(encoding, stored).filter(|_| self.cfg.float_planes);
-        let sfs = match layout {
-            Some((w, p)) => features::float_super_features(&logical, w, p),
-            None => chunker::byte_features(&logical, self.sizes(usize::MAX)),
+        let deflate = encode::stream_start(encoding, stored)
+            .filter(|_| self.cfg.float_planes)
+            .map(|start| {
+                let tokens = deflate::chunk_tokens(&logical, &start);
+                (start, Bytes::from(tokens))
+            });
+        let sfs = match (layout, &deflate) {
+            (Some((w, p)), _) => features::float_super_features(&logical, w, p),
+            (None, Some((_, tokens))) => {
+                features::super_features_with(tokens, TOKEN_FEATURES_PER_SF)
+            }
+            (None, None) => chunker::byte_features(&logical, self.sizes(usize::MAX)),
         };
         let Some(sfs) = sfs else {
             return;
@@ -634,6 +785,7 @@ impl Reducer for SimilarityReducer {
             bytes: logical,
             sfs,
             layout,
+            deflate,
         };
         st.index_stored(chunk, Some(base), true, self.cfg.base_cache_bytes);
     }
@@ -656,7 +808,7 @@ impl Reducer for SimilarityReducer {
             st.forget(id);
         }
         st.queue.clear();
-        (st.last_base, st.carry) = (None, (None, false));
+        (st.last_base, st.carry, st.stream_carry) = (None, (None, false), None);
     }
 }
 
@@ -798,5 +950,106 @@ mod tests {
             all * 10 >= chunks * 9,
             "{deltas:?} deltas of {chunks} chunks"
         );
+    }
+
+    /// Stores every chunk `reduce` returns for `data` under new ids into
+    /// `store` (id → encoding, stored bytes, base, logical bytes) and returns
+    /// the bytes decoded back from the store, and the encodings of the new chunks.
+    fn store_and_read_back(
+        r: &SimilarityReducer,
+        data: &Bytes,
+        next_id: &mut u64,
+        store: &mut HashMap<u64, (u8, Bytes, Bytes)>,
+    ) -> (Vec<u8>, Vec<(u8, usize)>) {
+        let mut batch = WriteBatch::new();
+        let (mut back, mut new, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+        let mut off = 0;
+        for c in r.reduce(data, 1 << 20).unwrap() {
+            let (id, len) = match c {
+                ReducedChunk::New {
+                    encoding,
+                    stored,
+                    base,
+                    logical_len,
+                } => {
+                    let decoded = match base {
+                        Some(b) => r
+                            .decode_with_base(encoding, stored.clone(), logical_len, &store[&b].2)
+                            .unwrap(),
+                        None => r.decode(encoding, stored.clone(), logical_len).unwrap(),
+                    };
+                    assert_eq!(decoded, data.slice(off..off + logical_len as usize));
+                    r.on_stored(&mut batch, *next_id, &stored);
+                    new.push((encoding, stored.len()));
+                    store.insert(*next_id, (encoding, stored, decoded));
+                    *next_id += 1;
+                    (*next_id - 1, logical_len)
+                }
+                ReducedChunk::Existing { chunk, logical_len } => (chunk, logical_len),
+                ReducedChunk::Repeat { index, logical_len } => (ids[index], logical_len),
+            };
+            ids.push(id);
+            back.extend_from_slice(&store[&id].2);
+            off += len as usize;
+        }
+        r.on_committed();
+        (back, new)
+    }
+
+    /// A rebuilt library in a zip: its deflated bytes differ everywhere
+    /// after the first change, its deflate tokens only where it changed.
+    /// The changed member's chunks are stored as token deltas, decode to the
+    /// same bytes, and cost a fraction of the deflated member; after a
+    /// restart the warm-up makes the stored stream chunks bases again.
+    #[test]
+    fn changed_zip_members_delta_by_their_deflate_tokens() {
+        let text = deflate::tests::source_text(40_000, 5);
+        let mut edited = text.clone();
+        for i in (1000..edited.len()).step_by(20_000) {
+            edited[i] = b'#';
+        }
+        let member = miniz_oxide::deflate::compress_to_vec(&edited, 6).len();
+        let v1 = Bytes::from(deflate::tests::zip(&[
+            ("lib.py", &text, true),
+            ("same.txt", b"unchanged", true),
+        ]));
+        let v2 = Bytes::from(deflate::tests::zip(&[
+            ("lib.py", &edited, true),
+            ("same.txt", b"unchanged", true),
+        ]));
+        let (mut id, mut store) = (1, HashMap::new());
+        let r = SimilarityReducer::new(ReductionConfig::default());
+        let (back, first) = store_and_read_back(&r, &v1, &mut id, &mut store);
+        assert_eq!(back, v1.to_vec());
+        assert!(first.iter().all(|(e, _)| *e != ENCODING_TOKENS_DELTA));
+        assert!(first.iter().any(|(e, _)| *e == ENCODING_STREAM_RAW));
+        let check = |r: &SimilarityReducer, id: &mut u64, store: &mut HashMap<_, _>| {
+            let (back, new) = store_and_read_back(r, &v2, id, store);
+            assert_eq!(back, v2.to_vec());
+            let deltas = new
+                .iter()
+                .filter(|(e, _)| *e == ENCODING_TOKENS_DELTA)
+                .count();
+            let bytes: usize = new.iter().map(|(_, n)| n).sum();
+            assert!(
+                deltas * 10 >= new.len() * 7,
+                "{deltas} of {} new chunks were token deltas",
+                new.len()
+            );
+            // Deflated bytes do not compress: without the tokens the member
+            // would be stored at its size.
+            assert!(
+                bytes * 10 < member * 7,
+                "{bytes} stored for a {member}-byte member"
+            );
+        };
+        check(&r, &mut id, &mut store);
+        // A restart: a new reducer warmed from the first version's chunks.
+        let r = SimilarityReducer::new(ReductionConfig::default());
+        for chunk in 1..1 + first.len() as u64 {
+            let (encoding, stored, logical) = &store[&chunk];
+            r.warm(chunk, *encoding, stored, logical.clone());
+        }
+        check(&r, &mut id, &mut store);
     }
 }

@@ -1,0 +1,1451 @@
+//! Deflate streams (RFC 1951) as token sequences and back, bit for bit.
+//!
+//! Compressed members of zip files (wheels, jars, `.npz`) hide their
+//! content from dedup and delta: two builds of one shared library differ in
+//! a few places, but their deflated bytes differ everywhere after the first
+//! change (other Huffman tables, other bit alignment). The LZ77 tokens under
+//! the entropy coding (literals, (length, distance) matches) stay the same
+//! wherever the content does, so a chunk of a deflate stream is stored as
+//! its tokens, delta-compressed against the tokens of a similar chunk.
+//!
+//! Nothing is re-compressed: [`Parser`] reads the tokens and block headers
+//! out of the bits, and [`encode`] writes them back with the block's own
+//! Huffman codes (block headers are kept verbatim), which is exact for any
+//! valid stream, whichever compressor made it; the caller checks the
+//! round trip before it stores a chunk this way.
+//!
+//! Token serialization (a sequence of records, see FORMAT.md): each record is
+//! `varint literal count, the literals, u8 code, u16 LE distance`; distance
+//! ≥ 1 is a match of length `code + 3`, distance 0 a control: `code` 0 ends
+//! the block, 1 is a block header (`varint bit count`, the bits packed LSB
+//! first), 2 ends the tokens.
+
+use std::sync::Arc;
+
+/// A stream that is not valid deflate (or tokens that do not describe one).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Invalid;
+
+type Res<T> = std::result::Result<T, Invalid>;
+
+const LEN_BASE: [u16; 29] = [
+    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
+    163, 195, 227, 258,
+];
+const LEN_EXTRA: [u8; 29] = [
+    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
+];
+const DIST_BASE: [u16; 30] = [
+    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
+    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
+];
+const DIST_EXTRA: [u8; 30] = [
+    0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13,
+    13,
+];
+/// Order of the code-length code lengths in a dynamic block header.
+const CL_ORDER: [usize; 19] = [
+    16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
+];
+
+/// Control codes of the token serialization (records with distance 0).
+const CTL_END_OF_BLOCK: u8 = 0;
+const CTL_HEADER: u8 = 1;
+const CTL_STOP: u8 = 2;
+const CTL_GAP: u8 = 3;
+
+/// Reads `n` ≤ 32 bits at bit `pos` of `data` (LSB first), zeros past the end.
+fn peek(data: &[u8], pos: u64, n: u32) -> u32 {
+    let byte = (pos >> 3) as usize;
+    let mut v = 0u64;
+    if byte + 8 <= data.len() {
+        v = u64::from_le_bytes(data[byte..byte + 8].try_into().expect("8 bytes"));
+    } else {
+        for (i, b) in data.get(byte..).unwrap_or(&[]).iter().enumerate() {
+            v |= (*b as u64) << (8 * i);
+        }
+    }
+    ((v >> (pos & 7)) & ((1u64 << n) - 1)) as u32
+}
+
+fn reverse(code: u32, len: u32) -> u32 {
+    code.reverse_bits() >> (32 - len)
+}
+
+/// Code lengths a [`Huffman`] lookup table resolves at once; longer codes
+/// (rare symbols) are decoded bit by bit. The tables then stay in L1.
+const FAST_BITS: u32 = 10;
+
+/// A canonical Huffman code: a lookup table for decoding, codes for encoding.
+struct Huffman {
+    /// `symbol << 4 | length` of the codes of at most `bits` bits, indexed
+    /// by the next `bits` bits; 0 for longer codes and unused ones.
+    table: Vec<u16>,
+    bits: u32,
+    /// Codes per length and the symbols in canonical order (for long codes).
+    count: [u16; 16],
+    symbols: Vec<u16>,
+    /// Per symbol: (code, bit-reversed for LSB-first writing; length, 0 = none).
+    codes: Vec<(u16, u8)>,
+}
+
+impl Huffman {
+    fn new(lengths: &[u8]) -> Res<Huffman> {
+        let mut count = [0u16; 16];
+        for &l in lengths {
+            count[l as usize] += 1;
+        }
+        count[0] = 0;
+        let mut left = 1i32;
+        for c in &count[1..] {
+            left = left * 2 - *c as i32;
+            if left < 0 {
+                return Err(Invalid);
+            }
+        }
+        let max = (1..16).rev().find(|&l| count[l] > 0).unwrap_or(1) as u32;
+        let bits = max.min(FAST_BITS);
+        let mut next = [0u32; 16];
+        let mut code = 0u32;
+        for l in 1..16 {
+            code = (code + count[l - 1] as u32) << 1;
+            next[l] = code;
+        }
+        let mut table = vec![0u16; 1 << bits];
+        let mut codes = vec![(0u16, 0u8); lengths.len()];
+        // Symbols in canonical order (by length, then value), for long codes.
+        let mut offset = [0usize; 16];
+        for l in 1..15 {
+            offset[l + 1] = offset[l] + count[l] as usize;
+        }
+        let mut symbols = vec![0u16; offset[15] + count[15] as usize];
+        for (sym, &l) in lengths.iter().enumerate() {
+            if l > 0 {
+                symbols[offset[l as usize]] = sym as u16;
+                offset[l as usize] += 1;
+            }
+        }
+        for (sym, &l) in lengths.iter().enumerate() {
+            if l == 0 {
+                continue;
+            }
+            let rev = reverse(next[l as usize], l as u32);
+            next[l as usize] += 1;
+            codes[sym] = (rev as u16, l);
+            if l as u32 > bits {
+                continue;
+            }
+            let mut k = rev as usize;
+            while k < table.len() {
+                table[k] = ((sym as u16) << 4) | l as u16;
+                k += 1 << l;
+            }
+        }
+        Ok(Huffman {
+            table,
+            bits,
+            count,
+            symbols,
+            codes,
+        })
+    }
+
+    /// The symbol and code length at the start of `v` (the next bits, LSB first).
+    #[inline(always)]
+    fn lookup(&self, v: u64) -> Option<(usize, u32)> {
+        let e = self.table[(v & ((1 << self.bits) - 1)) as usize];
+        if e != 0 {
+            return Some(((e >> 4) as usize, (e & 15) as u32));
+        }
+        self.lookup_long(v)
+    }
+
+    /// Canonical decoding one bit at a time, for codes the table does not hold.
+    #[cold]
+    fn lookup_long(&self, v: u64) -> Option<(usize, u32)> {
+        let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
+        for len in 1..16u32 {
+            code |= ((v >> (len - 1)) & 1) as i32;
+            let count = self.count[len as usize] as i32;
+            if code - count < first {
+                let sym = *self.symbols.get((index + code - first) as usize)?;
+                return Some((sym as usize, len));
+            }
+            index += count;
+            first = (first + count) << 1;
+            code <<= 1;
+        }
+        None
+    }
+
+    /// Decodes one symbol at `*pos`, advancing it.
+    fn decode(&self, r: &mut Reader, pos: &mut u64) -> Res<usize> {
+        let v = r.peek(*pos, 15) as u64;
+        let (sym, len) = self.lookup(v).ok_or(Invalid)?;
+        *pos += len as u64;
+        Ok(sym)
+    }
+
+    fn put(&self, w: &mut BitWriter, sym: usize) -> Res<()> {
+        match self.codes.get(sym) {
+            Some(&(code, len)) if len > 0 => {
+                w.put(code as u32, len as u32);
+                Ok(())
+            }
+            _ => Err(Invalid),
+        }
+    }
+}
+
+/// The literal/length and distance codes of one Huffman block.
+struct Tables {
+    lit: Huffman,
+    dist: Huffman,
+}
+
+impl Tables {
+    fn fixed() -> Res<Tables> {
+        let mut lit = [8u8; 288];
+        lit[144..256].fill(9);
+        lit[256..280].fill(7);
+        Ok(Tables {
+            lit: Huffman::new(&lit)?,
+            dist: Huffman::new(&[5u8; 30])?,
+        })
+    }
+}
+
+/// A bit reader that notes whether it looked past the end of its data.
+struct Reader<'a> {
+    data: &'a [u8],
+    overrun: bool,
+}
+
+impl Reader<'_> {
+    fn peek(&mut self, pos: u64, n: u32) -> u32 {
+        if pos + n as u64 > self.data.len() as u64 * 8 {
+            self.overrun = true;
+        }
+        peek(self.data, pos, n)
+    }
+
+    fn take(&mut self, pos: &mut u64, n: u32) -> u32 {
+        let v = self.peek(*pos, n);
+        *pos += n as u64;
+        v
+    }
+}
+
+/// Where in a stream a parser or encoder stands.
+#[derive(Clone)]
+pub enum Block {
+    /// Between blocks: a block header comes next.
+    Boundary,
+    /// Inside a fixed or dynamic Huffman block with this header.
+    Huffman(Arc<Header>),
+    /// Inside a stored block.
+    Stored {
+        /// Bytes of the block still to come.
+        left: u32,
+        /// Whether it is the final block.
+        last: bool,
+    },
+    /// Past the end of the final block.
+    Done,
+}
+
+/// A Huffman block's header: its bits as they stand in the stream, and the
+/// codes they define.
+pub struct Header {
+    bits: Vec<u8>,
+    nbits: u32,
+    tables: Tables,
+}
+
+impl Header {
+    fn last(&self) -> bool {
+        self.bits.first().is_some_and(|b| b & 1 == 1)
+    }
+}
+
+/// Parses the header bits of a block at `pos` (BFINAL, BTYPE and what
+/// follows); returns the block it opens and the position after the header.
+fn parse_header(r: &mut Reader, start: u64) -> Res<(Block, u64)> {
+    let mut pos = start;
+    let last = r.take(&mut pos, 1) == 1;
+    let tables = match r.take(&mut pos, 2) {
+        0 => {
+            pos = (pos + 7) & !7;
+            let len = r.take(&mut pos, 16);
+            let nlen = r.take(&mut pos, 16);
+            if len != !nlen & 0xffff {
+                return Err(Invalid);
+            }
+            return Ok((Block::Stored { left: len, last }, pos));
+        }
+        1 => Tables::fixed()?,
+        2 => dynamic_tables(r, &mut pos)?,
+        _ => return Err(Invalid),
+    };
+    let nbits = (pos - start) as u32;
+    let mut w = BitWriter::default();
+    w.copy_bits(r.data, start, nbits as u64);
+    Ok((
+        Block::Huffman(Arc::new(Header {
+            bits: w.finish(),
+            nbits,
+            tables,
+        })),
+        pos,
+    ))
+}
+
+fn dynamic_tables(r: &mut Reader, pos: &mut u64) -> Res<Tables> {
+    let hlit = r.take(pos, 5) as usize + 257;
+    let hdist = r.take(pos, 5) as usize + 1;
+    let hclen = r.take(pos, 4) as usize + 4;
+    if hlit > 286 || hdist > 30 {
+        return Err(Invalid);
+    }
+    let mut cl = [0u8; 19];
+    for &i in &CL_ORDER[..hclen] {
+        cl[i] = r.take(pos, 3) as u8;
+    }
+    let clh = Huffman::new(&cl)?;
+    let mut lengths = [0u8; 286 + 30];
+    let n = hlit + hdist;
+    let mut i = 0;
+    while i < n {
+        let sym = clh.decode(r, pos)?;
+        let (value, repeat) = match sym {
+            0..=15 => (sym as u8, 1),
+            16 => {
+                let prev = *lengths[..i].last().ok_or(Invalid)?;
+                (prev, 3 + r.take(pos, 2) as usize)
+            }
+            17 => (0, 3 + r.take(pos, 3) as usize),
+            _ => (0, 11 + r.take(pos, 7) as usize),
+        };
+        if i + repeat > n {
+            return Err(Invalid);
+        }
+        lengths[i..i + repeat].fill(value);
+        i += repeat;
+    }
+    if lengths[256] == 0 {
+        return Err(Invalid);
+    }
+    Ok(Tables {
+        lit: Huffman::new(&lengths[..hlit])?,
+        dist: Huffman::new(&lengths[hlit..n])?,
+    })
+}
+
+/// Builds the block a stored header (its bits packed from bit 0) opens.
+fn block_of_header(bits: &[u8], nbits: u32) -> Res<Block> {
+    if nbits < 3 || bits.len() as u64 * 8 < nbits as u64 {
+        return Err(Invalid);
+    }
+    let last = bits[0] & 1 == 1;
+    match (bits[0] >> 1) & 3 {
+        0 => {
+            // Stored: LEN is in the header's last 32 bits.
+            if nbits < 35 {
+                return Err(Invalid);
+            }
+            let len = peek(bits, nbits as u64 - 32, 16);
+            Ok(Block::Stored { left: len, last })
+        }
+        _ => {
+            let mut r = Reader {
+                data: bits,
+                overrun: false,
+            };
+            // A code near the end peeks past the header: only its length counts.
+            let (block, end) = parse_header(&mut r, 0)?;
+            if end != nbits as u64 {
+                return Err(Invalid);
+            }
+            Ok(block)
+        }
+    }
+}
+
+/// Appends tokens in the serialization described in the module docs.
+#[derive(Default)]
+pub struct Tokens {
+    buf: Vec<u8>,
+    lits: Vec<u8>,
+}
+
+/// Appends `v` as a LEB128 varint.
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a LEB128 varint at `*at`.
+pub fn get_varint(src: &[u8], at: &mut usize) -> Res<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *src.get(*at).ok_or(Invalid)?;
+        *at += 1;
+        v |= ((b & 0x7f) as u64) << shift;
+        if b < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err(Invalid)
+}
+
+impl Tokens {
+    fn record(&mut self, code: u8, dist: u16) {
+        put_varint(&mut self.buf, self.lits.len() as u64);
+        self.buf.extend_from_slice(&self.lits);
+        self.lits.clear();
+        self.buf.push(code);
+        self.buf.extend_from_slice(&dist.to_le_bytes());
+    }
+
+    /// Appends the bits `from..to` of `data` verbatim (between two streams).
+    fn gap(&mut self, data: &[u8], from: u64, to: u64) {
+        self.record(CTL_GAP, 0);
+        self.bits(data, from, to);
+    }
+
+    /// Appends the bit count and the bits `from..to` of `data`.
+    fn bits(&mut self, data: &[u8], from: u64, to: u64) {
+        put_varint(&mut self.buf, to - from);
+        let mut w = BitWriter {
+            out: std::mem::take(&mut self.buf),
+            ..BitWriter::default()
+        };
+        w.copy_bits(data, from, to - from);
+        self.buf = w.finish();
+    }
+
+    /// Ends the tokens and returns their serialization.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.record(CTL_STOP, 0);
+        self.buf
+    }
+}
+
+/// Reads tokens out of a deflate stream, item by item (a literal, a match,
+/// the end of a block, a block header), from where the last call stopped.
+pub struct Parser {
+    block: Block,
+}
+
+/// Why [`Parser::parse`] stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The next item does not end before the limit.
+    Limit,
+    /// The final block has ended.
+    End,
+    /// The next item is not valid deflate.
+    Invalid,
+}
+
+impl Parser {
+    /// A parser in `block` (a new stream starts at [`Block::Boundary`]).
+    pub fn new(block: Block) -> Parser {
+        Parser { block }
+    }
+
+    /// The block the next item belongs to.
+    pub fn block(&self) -> &Block {
+        &self.block
+    }
+
+    /// Parses items of `data` from bit `pos` while each ends at or before bit
+    /// `limit`, appending them to `out` when given; returns the position after
+    /// the last item parsed and why it stopped. An item that does not fit is
+    /// left for the next call, as is one that is not valid deflate.
+    pub fn parse(
+        &mut self,
+        data: &[u8],
+        mut pos: u64,
+        limit: u64,
+        mut out: Option<&mut Tokens>,
+    ) -> (u64, Stop) {
+        let mut r = Reader {
+            data,
+            overrun: false,
+        };
+        loop {
+            if let Block::Huffman(h) = &self.block {
+                let h = h.clone();
+                pos = match out.as_deref_mut() {
+                    Some(t) => huffman_run(&h, data, pos, limit, t),
+                    None => huffman_run(&h, data, pos, limit, &mut Discard),
+                };
+            }
+            let mut p = pos;
+            r.overrun = false;
+            let item = self.item(&mut r, &mut p);
+            match item {
+                Err(_) if r.overrun => return (pos, Stop::Limit),
+                Err(Invalid) => return (pos, Stop::Invalid),
+                Ok(_) if p > limit => return (pos, Stop::Limit),
+                Ok(None) => return (pos, Stop::End),
+                Ok(Some((it, next))) => {
+                    if let Some(b) = next {
+                        self.block = b;
+                    }
+                    if let Some(t) = out.as_deref_mut() {
+                        match it {
+                            Item::Literal(b) => t.lits.push(b),
+                            Item::Match(len, dist) => t.record((len - 3) as u8, dist),
+                            Item::EndOfBlock => t.record(CTL_END_OF_BLOCK, 0),
+                            Item::Header => {
+                                t.record(CTL_HEADER, 0);
+                                t.bits(data, pos, p);
+                            }
+                        }
+                    }
+                    pos = p;
+                }
+            }
+        }
+    }
+
+    /// Steps over the one item at `pos`; its end, or `None` past the end of
+    /// the stream or where it is not valid deflate.
+    fn skip_one(&mut self, data: &[u8], pos: u64) -> Option<u64> {
+        let mut r = Reader {
+            data,
+            overrun: false,
+        };
+        let mut p = pos;
+        let (_, next) = self.item(&mut r, &mut p).ok()??;
+        if r.overrun && p > data.len() as u64 * 8 {
+            return None;
+        }
+        if let Some(b) = next {
+            self.block = b;
+        }
+        Some(p)
+    }
+
+    /// Decodes the item at `*pos` and the block after it where that changes;
+    /// `None` past the end of the stream.
+    fn item(&self, r: &mut Reader, pos: &mut u64) -> Res<Option<(Item, Option<Block>)>> {
+        match &self.block {
+            Block::Done => Ok(None),
+            Block::Boundary => {
+                let (b, end) = parse_header(r, *pos)?;
+                *pos = end;
+                Ok(Some((Item::Header, Some(b))))
+            }
+            &Block::Stored { left, last } => {
+                if left == 0 {
+                    let next = if last { Block::Done } else { Block::Boundary };
+                    return Ok(Some((Item::EndOfBlock, Some(next))));
+                }
+                let b = r.take(pos, 8) as u8;
+                let next = Block::Stored {
+                    left: left - 1,
+                    last,
+                };
+                Ok(Some((Item::Literal(b), Some(next))))
+            }
+            Block::Huffman(h) => {
+                let t = &h.tables;
+                let sym = t.lit.decode(r, pos)?;
+                match sym {
+                    0..=255 => Ok(Some((Item::Literal(sym as u8), None))),
+                    256 => {
+                        let next = if h.last() {
+                            Block::Done
+                        } else {
+                            Block::Boundary
+                        };
+                        Ok(Some((Item::EndOfBlock, Some(next))))
+                    }
+                    257..=285 => {
+                        let i = sym - 257;
+                        let len = LEN_BASE[i] + r.take(pos, LEN_EXTRA[i] as u32) as u16;
+                        let d = t.dist.decode(r, pos)?;
+                        if d >= 30 {
+                            return Err(Invalid);
+                        }
+                        let dist = DIST_BASE[d] + r.take(pos, DIST_EXTRA[d] as u32) as u16;
+                        Ok(Some((Item::Match(len, dist), None)))
+                    }
+                    _ => Err(Invalid),
+                }
+            }
+        }
+    }
+}
+
+/// Offsets where the deflate data of a zip member starts in `data` (see
+/// [`zip_member_data`]), ascending.
+pub fn stream_starts(data: &[u8]) -> Vec<usize> {
+    members(data).map(|(start, _)| start).collect()
+}
+
+fn members(data: &[u8]) -> impl Iterator<Item = (usize, Option<usize>)> + '_ {
+    memchr::memmem::find_iter(data, b"PK\x03\x04").filter_map(|at| zip_member(data, at))
+}
+
+/// Where a deflate stream stood at the end of an extent, for the next
+/// extent (of the same object, as migration usually goes on).
+pub struct Carry {
+    block: Block,
+    /// The extent's bytes from the one holding the next item's first bit.
+    tail: Vec<u8>,
+    /// The next item's first bit in `tail`.
+    bit: u64,
+}
+
+/// Bytes of the next extent that an item begun in the last may reach into
+/// (a dynamic block header is under 300 bytes; a stored block's bytes are
+/// items of their own).
+const CARRY_REACH: usize = 1024;
+
+/// The deflate items that lie wholly inside one chunk, and how to rebuild
+/// the chunk's bytes around them.
+pub struct ChunkTokens {
+    /// Where the items start (what a parse of the chunk alone needs to find
+    /// them again).
+    pub start: TokenStart,
+    /// Bit of the chunk after its last item (the bits from here on are kept verbatim).
+    pub end_bits: u64,
+    /// The items' serialization, with the bits between two streams as gaps.
+    pub tokens: Vec<u8>,
+}
+
+/// Where the deflate items of a chunk start.
+#[derive(Clone)]
+pub struct TokenStart {
+    /// The block the first item belongs to.
+    pub block: Block,
+    /// Bits of the chunk before the first item (kept verbatim).
+    pub prefix_bits: u64,
+    /// Bits of the chunk where later streams start (ascending).
+    pub streams: Vec<u64>,
+}
+
+impl TokenStart {
+    /// Appends this start's serialization (see FORMAT.md).
+    pub fn put(&self, out: &mut Vec<u8>) {
+        put_block(out, &self.block);
+        put_varint(out, self.prefix_bits);
+        put_varint(out, self.streams.len() as u64);
+        for s in &self.streams {
+            put_varint(out, *s);
+        }
+    }
+
+    /// Reads what [`TokenStart::put`] wrote at `*at`.
+    pub fn get(src: &[u8], at: &mut usize) -> Res<TokenStart> {
+        let block = get_block(src, at)?;
+        let prefix_bits = get_varint(src, at)?;
+        let n = get_varint(src, at)?;
+        if n > src.len() as u64 {
+            return Err(Invalid);
+        }
+        let mut streams = Vec::with_capacity(n as usize);
+        let mut last = prefix_bits;
+        for _ in 0..n {
+            let s = get_varint(src, at)?;
+            if s < last {
+                return Err(Invalid);
+            }
+            streams.push(s);
+            last = s;
+        }
+        Ok(TokenStart {
+            block,
+            prefix_bits,
+            streams,
+        })
+    }
+}
+
+/// The tokens of `chunk` from `start` (each stream parsed up to the next
+/// one's start or the end of the chunk), exactly as [`StreamWalk::chunk`]
+/// produced them when the chunk was cut.
+pub fn chunk_tokens(chunk: &[u8], start: &TokenStart) -> Vec<u8> {
+    let end = chunk.len() as u64 * 8;
+    let mut t = Tokens::default();
+    let mut parser = Parser::new(start.block.clone());
+    let mut pos = start.prefix_bits.min(end);
+    for i in 0..=start.streams.len() {
+        let limit = start.streams.get(i).copied().unwrap_or(end).min(end);
+        let (p, _) = parser.parse(chunk, pos, limit.max(pos), Some(&mut t));
+        let Some(&next) = start.streams.get(i) else {
+            break;
+        };
+        let next = next.clamp(p, end);
+        t.gap(chunk, p, next);
+        parser = Parser::new(Block::Boundary);
+        pos = next;
+    }
+    t.finish()
+}
+
+/// Follows the deflate streams of the zip members in an extent through its
+/// chunks, in order, parsing only as far as a chunk that wants its tokens
+/// needs (chunks that dedup are never parsed unless a later chunk of the
+/// same stream needs the parser to pass through them). A stream ends where
+/// the next member's data starts at the latest.
+pub struct StreamWalk<'a> {
+    data: &'a [u8],
+    starts: Option<Vec<(u64, Option<usize>)>>,
+    /// The first start not yet begun.
+    next: usize,
+    cur: Option<(Parser, u64)>,
+}
+
+impl<'a> StreamWalk<'a> {
+    /// A walk over `data` (an extent), going on with the stream `carry`
+    /// left open at the end of the extent before, if any. A carry from
+    /// another object only yields tokens that rebuild its bytes all the
+    /// same (or none).
+    pub fn new(data: &'a [u8], carry: Option<Carry>) -> StreamWalk<'a> {
+        let cur = carry.and_then(|c| {
+            let mut buf = c.tail;
+            let old = buf.len() as u64 * 8;
+            buf.extend_from_slice(&data[..data.len().min(CARRY_REACH)]);
+            let mut parser = Parser::new(c.block);
+            let end = parser.skip_one(&buf, c.bit)?;
+            (end > old).then(|| (parser, end - old))
+        });
+        StreamWalk {
+            data,
+            starts: None,
+            next: 0,
+            cur,
+        }
+    }
+
+    /// Bit of the next member start not yet begun.
+    fn next_start(&mut self) -> Option<u64> {
+        let data = self.data;
+        let starts = self.starts.get_or_insert_with(|| {
+            members(data)
+                .map(|(s, size)| (s as u64 * 8, size))
+                .collect()
+        });
+        starts.get(self.next).map(|s| s.0)
+    }
+
+    /// Begins the next stream when it starts before `bit`.
+    fn begin_before(&mut self, bit: u64) -> bool {
+        match self.next_start() {
+            Some(s) if s < bit => {
+                self.next += 1;
+                self.cur = Some((Parser::new(Block::Boundary), s));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Brings the parser to the first item boundary at or after bit `at` of
+    /// the stream that covers it, if any.
+    fn sync(&mut self, at: u64) {
+        loop {
+            if self.cur.is_none() && !self.begin_before(at) {
+                return;
+            }
+            let cut = self.next_start().unwrap_or(u64::MAX);
+            let Some((parser, pos)) = &mut self.cur else {
+                return;
+            };
+            if *pos >= at {
+                return;
+            }
+            let (p, stop) = parser.parse(self.data, *pos, at.min(cut), None);
+            *pos = p;
+            if stop == Stop::Limit && at <= cut {
+                if p >= at {
+                    return;
+                }
+                // An item straddles `at`: its bits go with the chunk it starts in.
+                match parser.skip_one(self.data, p) {
+                    Some(end) if end <= cut => {
+                        *pos = end;
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+            self.cur = None;
+        }
+    }
+
+    /// The tokens of the chunk of bytes `start..end` of the extent, when
+    /// deflate streams cover at least half of it. Chunks must be asked for
+    /// in order; ones not asked for are passed over.
+    pub fn chunk(&mut self, start: usize, end: usize) -> Option<ChunkTokens> {
+        let (cs, ce) = (start as u64 * 8, end as u64 * 8);
+        self.sync(cs);
+        let mut t = Tokens::default();
+        let mut first: Option<(u64, Block)> = None;
+        let mut streams = Vec::new();
+        let (mut last, mut covered) = (cs, 0u64);
+        loop {
+            if self.cur.is_none() && !self.begin_before(ce) {
+                break;
+            }
+            let cut = self.next_start().unwrap_or(u64::MAX);
+            let (parser, pos) = self.cur.as_mut()?;
+            if *pos >= ce {
+                break;
+            }
+            match &first {
+                None => first = Some((*pos, parser.block().clone())),
+                Some(_) => {
+                    t.gap(self.data, last, *pos);
+                    streams.push(*pos - cs);
+                }
+            }
+            let (p, stop) = parser.parse(self.data, *pos, ce.min(cut), Some(&mut t));
+            covered += p - *pos;
+            (*pos, last) = (p, p);
+            if stop == Stop::Limit && ce <= cut {
+                break;
+            }
+            self.cur = None;
+        }
+        let (first, block) = first?;
+        (covered * 2 >= ce - cs).then(|| ChunkTokens {
+            start: TokenStart {
+                block,
+                prefix_bits: first - cs,
+                streams,
+            },
+            end_bits: last - cs,
+            tokens: t.finish(),
+        })
+    }
+
+    /// Ends the walk: where the stream that runs past the end of the
+    /// extent stands there, if one does (parsing through the rest of it).
+    pub fn finish(mut self) -> Option<Carry> {
+        let end = self.data.len() as u64 * 8;
+        self.next_start();
+        let starts = self.starts.take().unwrap_or_default();
+        if let Some(&(start, size)) = starts.get(self.next..).and_then(<[_]>::last) {
+            // The last member begins after the parsed ones.
+            if size.is_some_and(|n| start / 8 + n as u64 <= self.data.len() as u64) {
+                return None;
+            }
+            self.cur = Some((Parser::new(Block::Boundary), start));
+        }
+        let (mut parser, pos) = self.cur.take()?;
+        let (p, stop) = parser.parse(self.data, pos, end, None);
+        if stop != Stop::Limit {
+            return None;
+        }
+        Some(Carry {
+            block: parser.block,
+            tail: self.data[(p / 8) as usize..].to_vec(),
+            bit: p % 8,
+        })
+    }
+}
+
+/// Parses the literals and matches of a Huffman block from `pos` for as
+/// long as each ends by `limit` and an 8-byte load at it stays inside
+/// `data` (one load per item); returns where it stopped, leaving the end of
+/// the block, an invalid code and the last bytes of `data` to [`Parser::item`],
+/// which reads the same items the same way.
+fn huffman_run<S: Sink>(h: &Header, data: &[u8], mut pos: u64, limit: u64, out: &mut S) -> u64 {
+    let (lit, dist) = (&h.tables.lit, &h.tables.dist);
+    let safe = data.len().saturating_sub(8) as u64 * 8;
+    while pos < safe {
+        let byte = (pos >> 3) as usize;
+        let Some(word) = data.get(byte..byte + 8) else {
+            break;
+        };
+        let v = u64::from_le_bytes(word.try_into().expect("8 bytes")) >> (pos & 7);
+        let Some((sym, mut used)) = lit.lookup(v) else {
+            break;
+        };
+        if sym < 256 {
+            if pos + used as u64 > limit {
+                break;
+            }
+            out.literal(sym as u8);
+            pos += used as u64;
+            // A second literal from the same load (56 bits hold two codes).
+            match lit.lookup(v >> used) {
+                Some((sym, n)) if sym < 256 && pos + n as u64 <= limit => {
+                    out.literal(sym as u8);
+                    pos += n as u64;
+                }
+                _ => {}
+            }
+            continue;
+        }
+        if sym == 256 || sym > 285 {
+            break;
+        }
+        let i = sym - 257;
+        let le = LEN_EXTRA[i] as u32;
+        let len = LEN_BASE[i] + ((v >> used) & ((1 << le) - 1)) as u16;
+        used += le;
+        let Some((d, dl)) = dist.lookup(v >> used) else {
+            break;
+        };
+        if d >= 30 {
+            break;
+        }
+        used += dl;
+        let dx = DIST_EXTRA[d] as u32;
+        let distance = DIST_BASE[d] + ((v >> used) & ((1 << dx) - 1)) as u16;
+        used += dx;
+        if pos + used as u64 > limit {
+            break;
+        }
+        out.matched(len, distance);
+        pos += used as u64;
+    }
+    pos
+}
+
+/// Where parsed literals and matches go.
+trait Sink {
+    fn literal(&mut self, b: u8);
+    fn matched(&mut self, len: u16, dist: u16);
+}
+
+impl Sink for Tokens {
+    #[inline(always)]
+    fn literal(&mut self, b: u8) {
+        self.lits.push(b);
+    }
+
+    #[inline(always)]
+    fn matched(&mut self, len: u16, dist: u16) {
+        self.record((len - 3) as u8, dist);
+    }
+}
+
+/// A sink that keeps nothing (passing over items).
+struct Discard;
+
+impl Sink for Discard {
+    #[inline(always)]
+    fn literal(&mut self, _: u8) {}
+
+    #[inline(always)]
+    fn matched(&mut self, _: u16, _: u16) {}
+}
+
+enum Item {
+    Literal(u8),
+    Match(u16, u16),
+    EndOfBlock,
+    Header,
+}
+
+/// Writes bits LSB first.
+#[derive(Default)]
+pub struct BitWriter {
+    out: Vec<u8>,
+    acc: u64,
+    n: u32,
+}
+
+impl BitWriter {
+    /// Appends the low `n` ≤ 32 bits of `v`.
+    pub fn put(&mut self, v: u32, n: u32) {
+        self.acc |= (v as u64 & ((1u64 << n) - 1)) << self.n;
+        self.n += n;
+        if self.n >= 32 {
+            self.out.extend_from_slice(&(self.acc as u32).to_le_bytes());
+            self.acc >>= 32;
+            self.n -= 32;
+        }
+    }
+
+    /// Appends `n` bits of `src` from bit `from`.
+    pub fn copy_bits(&mut self, src: &[u8], from: u64, n: u64) {
+        let mut done = 0;
+        while done < n {
+            let k = (n - done).min(32) as u32;
+            self.put(peek(src, from + done, k), k);
+            done += k as u64;
+        }
+    }
+
+    /// Bits written so far.
+    pub fn bits(&self) -> u64 {
+        self.out.len() as u64 * 8 + self.n as u64
+    }
+
+    /// The bytes, the last one padded with zero bits.
+    pub fn finish(mut self) -> Vec<u8> {
+        let bytes = self.n.div_ceil(8) as usize;
+        self.out.extend_from_slice(&self.acc.to_le_bytes()[..bytes]);
+        self.out
+    }
+}
+
+/// Length code index (0..29) of every match length 3..=258 minus 3.
+const LEN_INDEX: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 29 {
+        let mut l = LEN_BASE[i] as usize;
+        let end = if i == 28 {
+            259
+        } else {
+            LEN_BASE[i + 1] as usize
+        };
+        while l < end && l < 258 {
+            t[l - 3] = i as u8;
+            l += 1;
+        }
+        i += 1;
+    }
+    // 258 has a code of its own (285), not 284 with extra bits 31.
+    t[255] = 28;
+    t
+};
+
+/// The length code (symbol, extra bits, their count) of match length `code + 3`.
+fn length_symbol(code: u8) -> (usize, u32, u32) {
+    let i = LEN_INDEX[code as usize] as usize;
+    let len = code as u16 + 3;
+    (257 + i, (len - LEN_BASE[i]) as u32, LEN_EXTRA[i] as u32)
+}
+
+/// The distance code (symbol, extra bits, their count) of `dist` 1..=32768.
+fn dist_symbol(dist: u16) -> Res<(usize, u32, u32)> {
+    let d = dist.checked_sub(1).ok_or(Invalid)? as u32;
+    let i = if d < 4 {
+        d as usize
+    } else {
+        let top = 31 - d.leading_zeros();
+        (2 * top + ((d >> (top - 1)) & 1)) as usize
+    };
+    if i >= 30 {
+        return Err(Invalid);
+    }
+    Ok((i, (dist - DIST_BASE[i]) as u32, DIST_EXTRA[i] as u32))
+}
+
+/// Writes the items of `tokens` (a serialization made by [`Parser::parse`])
+/// to `w`, starting in `block`; returns the block the stream is in after them.
+pub fn encode(mut block: Block, tokens: &[u8], w: &mut BitWriter) -> Res<Block> {
+    let mut at = 0usize;
+    loop {
+        let n = get_varint(tokens, &mut at)? as usize;
+        let lits = tokens
+            .get(at..at.checked_add(n).ok_or(Invalid)?)
+            .ok_or(Invalid)?;
+        at += n;
+        match &mut block {
+            Block::Huffman(h) => {
+                for &b in lits {
+                    h.tables.lit.put(w, b as usize)?;
+                }
+            }
+            Block::Stored { left, .. } => {
+                if (*left as usize) < lits.len() {
+                    return Err(Invalid);
+                }
+                *left -= lits.len() as u32;
+                for &b in lits {
+                    w.put(b as u32, 8);
+                }
+            }
+            _ if lits.is_empty() => {}
+            _ => return Err(Invalid),
+        }
+        let [code, d0, d1] = tokens
+            .get(at..at + 3)
+            .ok_or(Invalid)?
+            .try_into()
+            .map_err(|_| Invalid)?;
+        at += 3;
+        let dist = u16::from_le_bytes([d0, d1]);
+        if dist > 0 {
+            let Block::Huffman(h) = &block else {
+                return Err(Invalid);
+            };
+            let (ls, le, ln) = length_symbol(code);
+            h.tables.lit.put(w, ls)?;
+            w.put(le, ln);
+            let (ds, de, dn) = dist_symbol(dist)?;
+            h.tables.dist.put(w, ds)?;
+            w.put(de, dn);
+            continue;
+        }
+        match code {
+            CTL_END_OF_BLOCK => {
+                block = match &block {
+                    Block::Huffman(h) => {
+                        h.tables.lit.put(w, 256)?;
+                        if h.last() {
+                            Block::Done
+                        } else {
+                            Block::Boundary
+                        }
+                    }
+                    &Block::Stored { left: 0, last } => {
+                        if last {
+                            Block::Done
+                        } else {
+                            Block::Boundary
+                        }
+                    }
+                    _ => return Err(Invalid),
+                }
+            }
+            CTL_HEADER => {
+                if !matches!(block, Block::Boundary) {
+                    return Err(Invalid);
+                }
+                let nbits = get_varint(tokens, &mut at)?;
+                let nbytes = nbits.div_ceil(8) as usize;
+                let bits = tokens
+                    .get(at..at.checked_add(nbytes).ok_or(Invalid)?)
+                    .ok_or(Invalid)?;
+                at += nbytes;
+                let nbits = u32::try_from(nbits).map_err(|_| Invalid)?;
+                // Stored headers hold alignment padding: keep them verbatim too.
+                block = block_of_header(bits, nbits)?;
+                w.copy_bits(bits, 0, nbits as u64);
+            }
+            CTL_GAP => {
+                let nbits = get_varint(tokens, &mut at)?;
+                let nbytes = usize::try_from(nbits.div_ceil(8)).map_err(|_| Invalid)?;
+                let bits = tokens
+                    .get(at..at.checked_add(nbytes).ok_or(Invalid)?)
+                    .ok_or(Invalid)?;
+                at += nbytes;
+                w.copy_bits(bits, 0, nbits);
+                block = Block::Boundary;
+            }
+            CTL_STOP => return Ok(block),
+            _ => return Err(Invalid),
+        }
+    }
+}
+
+/// Serializes where a stream stands (for a chunk's start).
+pub fn put_block(out: &mut Vec<u8>, block: &Block) {
+    match block {
+        Block::Boundary => out.push(0),
+        Block::Huffman(h) => {
+            out.push(1);
+            put_varint(out, h.nbits as u64);
+            out.extend_from_slice(&h.bits);
+        }
+        &Block::Stored { left, last } => {
+            out.push(2);
+            out.push(last as u8);
+            out.extend_from_slice(&(left as u16).to_le_bytes());
+        }
+        Block::Done => out.push(3),
+    }
+}
+
+/// Reads what [`put_block`] wrote at `*at`.
+pub fn get_block(src: &[u8], at: &mut usize) -> Res<Block> {
+    let tag = *src.get(*at).ok_or(Invalid)?;
+    *at += 1;
+    match tag {
+        0 => Ok(Block::Boundary),
+        1 => {
+            let nbits = get_varint(src, at)?;
+            let n = nbits.div_ceil(8) as usize;
+            let bits = src
+                .get(*at..at.checked_add(n).ok_or(Invalid)?)
+                .ok_or(Invalid)?;
+            *at += n;
+            let nbits = u32::try_from(nbits).map_err(|_| Invalid)?;
+            match block_of_header(bits, nbits)? {
+                b @ Block::Huffman(_) => Ok(b),
+                _ => Err(Invalid),
+            }
+        }
+        2 => {
+            let b = src.get(*at..*at + 3).ok_or(Invalid)?;
+            *at += 3;
+            Ok(Block::Stored {
+                left: u16::from_le_bytes([b[1], b[2]]) as u32,
+                last: b[0] == 1,
+            })
+        }
+        3 => Ok(Block::Done),
+        _ => Err(Invalid),
+    }
+}
+
+/// Where the deflate data of a zip member whose local header starts at
+/// `at` begins (method 8, not encrypted), if the header is whole in `data`.
+pub fn zip_member_data(data: &[u8], at: usize) -> Option<usize> {
+    zip_member(data, at).map(|(start, _)| start)
+}
+
+/// [`zip_member_data`] and the compressed size the header gives (`None`
+/// when the size follows the data in a descriptor).
+fn zip_member(data: &[u8], at: usize) -> Option<(usize, Option<usize>)> {
+    let h = data.get(at..at.checked_add(30)?)?;
+    if &h[..4] != b"PK\x03\x04" {
+        return None;
+    }
+    let flags = u16::from_le_bytes([h[6], h[7]]);
+    let method = u16::from_le_bytes([h[8], h[9]]);
+    if method != 8 || flags & 1 != 0 {
+        return None;
+    }
+    let name = u16::from_le_bytes([h[26], h[27]]) as usize;
+    let extra = u16::from_le_bytes([h[28], h[29]]) as usize;
+    let start = at + 30 + name + extra;
+    let size = u32::from_le_bytes([h[18], h[19], h[20], h[21]]) as usize;
+    let size = (flags & 8 == 0).then_some(size);
+    (start < data.len()).then_some((start, size))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Lines of made-up source code (deflate finds matches and builds dynamic tables).
+    pub(crate) fn source_text(lines: usize, seed: u64) -> Vec<u8> {
+        let words = [
+            "let", "mut", "value", "index", "return", "match", "self", "buffer", "offset", "=",
+            "+", "(", ")", ";", "{", "}", "stream", "block", "fn", "pub",
+        ];
+        let mut out = Vec::new();
+        for (i, x) in crate::reduction::chunker::tests::xorshift(seed)
+            .take(lines)
+            .enumerate()
+        {
+            out.extend_from_slice(format!("{:4} ", i % 97).as_bytes());
+            for k in 0..(3 + x % 9) {
+                out.extend_from_slice(words[((x >> (k * 5)) % 20) as usize].as_bytes());
+                out.push(b' ');
+            }
+            out.extend_from_slice(format!("{:x}\n", x % 4099).as_bytes());
+        }
+        out
+    }
+
+    /// A zip-like file: each member a local header (method 8, or 0 for
+    /// `stored`), its name and its data, then a fake central directory.
+    pub(crate) fn zip(members: &[(&str, &[u8], bool)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, data, deflated) in members {
+            let body = if *deflated {
+                miniz_oxide::deflate::compress_to_vec(data, 6)
+            } else {
+                data.to_vec()
+            };
+            out.extend_from_slice(b"PK\x03\x04");
+            out.extend_from_slice(&20u16.to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes());
+            out.extend_from_slice(&(if *deflated { 8u16 } else { 0 }).to_le_bytes());
+            out.extend_from_slice(&[0; 8]);
+            out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&body);
+        }
+        out.extend_from_slice(b"PK\x01\x02 central directory");
+        out
+    }
+
+    fn parse_all(stream: &[u8]) -> (u64, Vec<u8>) {
+        let mut t = Tokens::default();
+        let (end, stop) = Parser::new(Block::Boundary).parse(stream, 0, u64::MAX, Some(&mut t));
+        assert_eq!(stop, Stop::End);
+        (end, t.finish())
+    }
+
+    fn assert_rebuilds(stream: &[u8]) {
+        let (end, tokens) = parse_all(stream);
+        assert_eq!(end.div_ceil(8), stream.len() as u64);
+        let mut w = BitWriter::default();
+        assert!(matches!(
+            encode(Block::Boundary, &tokens, &mut w),
+            Ok(Block::Done)
+        ));
+        assert_eq!(w.bits(), end);
+        assert_eq!(w.finish(), stream);
+    }
+
+    #[test]
+    fn tokens_rebuild_streams_bit_for_bit() {
+        let random: Vec<u8> = crate::reduction::chunker::tests::xorshift(3)
+            .take(40_000)
+            .map(|x| x as u8)
+            .collect();
+        let inputs = [
+            source_text(3000, 1),
+            random,
+            vec![7u8; 100_000],
+            b"a".to_vec(),
+            Vec::new(),
+        ];
+        for input in &inputs {
+            // Level 0 writes stored blocks, 1 fast matches, 9 lazy ones.
+            for level in [0, 1, 6, 9] {
+                let stream = miniz_oxide::deflate::compress_to_vec(input, level);
+                assert_rebuilds(&stream);
+                assert_eq!(
+                    miniz_oxide::inflate::decompress_to_vec(&stream).unwrap(),
+                    *input
+                );
+            }
+        }
+        // A fixed-Huffman block by hand: literals, a match, the end.
+        let fixed = Tables::fixed().unwrap();
+        let mut w = BitWriter::default();
+        w.put(0b011, 3);
+        for b in b"abcabcabc" {
+            fixed.lit.put(&mut w, *b as usize).unwrap();
+        }
+        let (ls, le, ln) = length_symbol(6 - 3);
+        fixed.lit.put(&mut w, ls).unwrap();
+        w.put(le, ln);
+        let (ds, de, dn) = dist_symbol(3).unwrap();
+        fixed.dist.put(&mut w, ds).unwrap();
+        w.put(de, dn);
+        fixed.lit.put(&mut w, 256).unwrap();
+        let stream = w.finish();
+        assert_eq!(
+            miniz_oxide::inflate::decompress_to_vec(&stream).unwrap(),
+            b"abcabcabcabcabc"
+        );
+        assert_rebuilds(&stream);
+    }
+
+    #[test]
+    fn match_length_and_distance_codes_cover_their_ranges() {
+        for len in 3..=258u16 {
+            let (sym, extra, n) = length_symbol((len - 3) as u8);
+            let i = sym - 257;
+            assert_eq!(LEN_BASE[i] + extra as u16, len);
+            assert!(extra < (1 << n) || n == 0 && extra == 0);
+        }
+        assert_eq!(length_symbol(255).0, 285);
+        for dist in 1..=32768u32 {
+            let (i, extra, n) = dist_symbol(dist as u16).unwrap();
+            assert_eq!(DIST_BASE[i] as u32 + extra, dist);
+            assert!(n == 0 && extra == 0 || extra < (1 << n));
+        }
+        assert!(dist_symbol(0).is_err());
+    }
+
+    #[test]
+    fn malformed_tokens_are_an_error() {
+        let (_, tokens) = parse_all(&miniz_oxide::deflate::compress_to_vec(
+            &source_text(200, 2),
+            6,
+        ));
+        for cut in [0, 1, 5, tokens.len() / 2, tokens.len() - 1] {
+            let mut w = BitWriter::default();
+            // Cut short: never a panic; an error or a different stream.
+            let _ = encode(Block::Boundary, &tokens[..cut], &mut w);
+        }
+        // A match before any block header.
+        let mut w = BitWriter::default();
+        assert!(encode(Block::Boundary, &[0, 0, 1, 0], &mut w).is_err());
+    }
+
+    /// The members of the walk tests: text deflated, a stored member, a
+    /// tiny one, a large one of random bytes.
+    fn test_zip(seed: u64) -> Vec<u8> {
+        let random: Vec<u8> = crate::reduction::chunker::tests::xorshift(seed)
+            .take(30_000)
+            .map(|x| (x % 7) as u8)
+            .collect();
+        let text = source_text(6000, seed);
+        zip(&[
+            ("a.py", &text[..text.len() / 3], true),
+            ("b.txt", b"stored member", false),
+            ("c", b"x", true),
+            ("d.so", &random, true),
+            ("e.py", &text, true),
+        ])
+    }
+
+    /// Checks one walk chunk: its tokens rebuild its bytes, and the chunk
+    /// alone parses to the same tokens (what a delta against it decodes with).
+    fn check_chunk(chunk: &[u8], ct: &ChunkTokens) {
+        let tail = &chunk[(ct.end_bits / 8) as usize..];
+        let rebuilt = crate::reduction::encode::rebuild(
+            chunk.len(),
+            &ct.start.block,
+            (chunk, ct.start.prefix_bits),
+            &ct.tokens,
+            (tail, ct.end_bits),
+        );
+        assert_eq!(rebuilt.as_deref(), Some(chunk));
+        assert_eq!(chunk_tokens(chunk, &ct.start), ct.tokens);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn walked_chunks_rebuild_and_parse_alone_alike(
+            seed in 1u64..1000,
+            cuts in proptest::collection::vec(64usize..20_000, 1..60),
+            asked in proptest::collection::vec(any::<bool>(), 60),
+            split in 0.0f64..1.0,
+        ) {
+            let data = test_zip(seed);
+            // Two extents, the second going on with the first's carry.
+            let at = ((data.len() as f64 * split) as usize).max(1);
+            let mut carry = None;
+            let mut n = 0;
+            let mut tokens = 0;
+            for ext in [&data[..at], &data[at..]] {
+                let mut walk = StreamWalk::new(ext, carry.take());
+                let mut off = 0;
+                for (i, len) in cuts.iter().cycle().enumerate() {
+                    if off >= ext.len() {
+                        break;
+                    }
+                    let end = (off + len).min(ext.len());
+                    if asked[i % asked.len()] {
+                        if let Some(ct) = walk.chunk(off, end) {
+                            check_chunk(&ext[off..end], &ct);
+                            tokens += 1;
+                        }
+                    }
+                    n += 1;
+                    off = end;
+                }
+                carry = walk.finish();
+            }
+            prop_assert!(n > 0);
+            let _ = tokens;
+        }
+    }
+
+    #[test]
+    fn a_walk_finds_the_tokens_of_every_deflated_member() {
+        let data = test_zip(9);
+        let mut walk = StreamWalk::new(&data, None);
+        let (mut with, mut off) = (0, 0);
+        while off < data.len() {
+            let end = (off + 4096).min(data.len());
+            if let Some(ct) = walk.chunk(off, end) {
+                check_chunk(&data[off..end], &ct);
+                with += end - off;
+            }
+            off = end;
+        }
+        // Everything but the headers, the stored member and the directory.
+        assert!(with * 10 >= data.len() * 9, "{with} of {}", data.len());
+    }
+}
