@@ -22,6 +22,8 @@
 
 use std::sync::Arc;
 
+use super::features::gear;
+
 /// A stream that is not valid deflate (or tokens that do not describe one).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Invalid;
@@ -449,6 +451,8 @@ pub enum Stop {
     End,
     /// The next item is not valid deflate.
     Invalid,
+    /// The sink asked to stop after the last item.
+    Cut,
 }
 
 impl Parser {
@@ -469,9 +473,24 @@ impl Parser {
     pub fn parse(
         &mut self,
         data: &[u8],
+        pos: u64,
+        limit: u64,
+        out: Option<&mut Tokens>,
+    ) -> (u64, Stop) {
+        match out {
+            Some(t) => self.parse_into(data, pos, limit, t),
+            None => self.parse_into(data, pos, limit, &mut Discard),
+        }
+    }
+
+    /// [`Parser::parse`] into any sink, which may also stop it after an item
+    /// ([`Stop::Cut`]).
+    fn parse_into<S: Sink>(
+        &mut self,
+        data: &[u8],
         mut pos: u64,
         limit: u64,
-        mut out: Option<&mut Tokens>,
+        out: &mut S,
     ) -> (u64, Stop) {
         let mut r = Reader {
             data,
@@ -480,10 +499,11 @@ impl Parser {
         loop {
             if let Block::Huffman(h) = &self.block {
                 let h = h.clone();
-                pos = match out.as_deref_mut() {
-                    Some(t) => huffman_run(&h, data, pos, limit, t),
-                    None => huffman_run(&h, data, pos, limit, &mut Discard),
-                };
+                let (p, cut) = huffman_run(&h, data, pos, limit, out);
+                pos = p;
+                if cut {
+                    return (pos, Stop::Cut);
+                }
             }
             let mut p = pos;
             r.overrun = false;
@@ -497,18 +517,24 @@ impl Parser {
                     if let Some(b) = next {
                         self.block = b;
                     }
-                    if let Some(t) = out.as_deref_mut() {
-                        match it {
-                            Item::Literal(b) => t.lits.push(b),
-                            Item::Match(len, dist) => t.record((len - 3) as u8, dist),
-                            Item::EndOfBlock => t.record(CTL_END_OF_BLOCK, 0),
-                            Item::Header => {
-                                t.record(CTL_HEADER, 0);
-                                t.bits(data, pos, p);
-                            }
+                    let cut = match it {
+                        Item::Literal(b) => out.literal(b, p),
+                        Item::Match(len, dist) => out.matched(len, dist, p),
+                        Item::EndOfBlock => out.end_of_block(),
+                        Item::Header => out.header(data, pos, p),
+                        Item::LastLiteral(b) => {
+                            let cut = out.literal(b, p);
+                            out.end_of_block() || cut
                         }
-                    }
+                        Item::EmptyStored => {
+                            out.header(data, pos, p);
+                            out.end_of_block()
+                        }
+                    };
                     pos = p;
+                    if cut {
+                        return (pos, Stop::Cut);
+                    }
                 }
             }
         }
@@ -540,14 +566,25 @@ impl Parser {
             Block::Boundary => {
                 let (b, end) = parse_header(r, *pos)?;
                 *pos = end;
-                Ok(Some((Item::Header, Some(b))))
+                Ok(Some(match b {
+                    Block::Stored { left: 0, last } => {
+                        let after = if last { Block::Done } else { Block::Boundary };
+                        (Item::EmptyStored, Some(after))
+                    }
+                    b => (Item::Header, Some(b)),
+                }))
             }
             &Block::Stored { left, last } => {
+                let after = if last { Block::Done } else { Block::Boundary };
                 if left == 0 {
-                    let next = if last { Block::Done } else { Block::Boundary };
-                    return Ok(Some((Item::EndOfBlock, Some(next))));
+                    // Only a malformed start says so: a stored block's end
+                    // goes with its header or its last byte (no item is empty).
+                    return Ok(Some((Item::EndOfBlock, Some(after))));
                 }
                 let b = r.take(pos, 8) as u8;
+                if left == 1 {
+                    return Ok(Some((Item::LastLiteral(b), Some(after))));
+                }
                 let next = Block::Stored {
                     left: left - 1,
                     last,
@@ -604,6 +641,27 @@ pub struct Carry {
     bit: u64,
 }
 
+impl Carry {
+    /// The parser and its position in `data` (the next extent) after the
+    /// item that straddles the boundary.
+    fn resume(self, data: &[u8]) -> Option<(Parser, u64)> {
+        let mut buf = self.tail;
+        let old = buf.len() as u64 * 8;
+        buf.extend_from_slice(&data[..data.len().min(CARRY_REACH)]);
+        let mut parser = Parser::new(self.block);
+        let end = parser.skip_one(&buf, self.bit)?;
+        (end > old).then(|| (parser, end - old))
+    }
+
+    fn at(parser: Parser, data: &[u8], pos: u64) -> Carry {
+        Carry {
+            block: parser.block,
+            tail: data[(pos / 8) as usize..].to_vec(),
+            bit: pos % 8,
+        }
+    }
+}
+
 /// Bytes of the next extent that an item begun in the last may reach into
 /// (a dynamic block header is under 300 bytes; a stored block's bytes are
 /// items of their own).
@@ -615,8 +673,6 @@ pub struct ChunkTokens {
     /// Where the items start (what a parse of the chunk alone needs to find
     /// them again).
     pub start: TokenStart,
-    /// Bit of the chunk after its last item (the bits from here on are kept verbatim).
-    pub end_bits: u64,
     /// The items' serialization, with the bits between two streams as gaps.
     pub tokens: Vec<u8>,
 }
@@ -628,6 +684,8 @@ pub struct TokenStart {
     pub block: Block,
     /// Bits of the chunk before the first item (kept verbatim).
     pub prefix_bits: u64,
+    /// Bit of the chunk after its last item (the bits from here on are kept verbatim).
+    pub end_bits: u64,
     /// Bits of the chunk where later streams start (ascending).
     pub streams: Vec<u64>,
 }
@@ -637,6 +695,7 @@ impl TokenStart {
     pub fn put(&self, out: &mut Vec<u8>) {
         put_block(out, &self.block);
         put_varint(out, self.prefix_bits);
+        put_varint(out, self.end_bits);
         put_varint(out, self.streams.len() as u64);
         for s in &self.streams {
             put_varint(out, *s);
@@ -647,6 +706,10 @@ impl TokenStart {
     pub fn get(src: &[u8], at: &mut usize) -> Res<TokenStart> {
         let block = get_block(src, at)?;
         let prefix_bits = get_varint(src, at)?;
+        let end_bits = get_varint(src, at)?;
+        if end_bits < prefix_bits {
+            return Err(Invalid);
+        }
         let n = get_varint(src, at)?;
         if n > src.len() as u64 {
             return Err(Invalid);
@@ -655,7 +718,7 @@ impl TokenStart {
         let mut last = prefix_bits;
         for _ in 0..n {
             let s = get_varint(src, at)?;
-            if s < last {
+            if s < last || s > end_bits {
                 return Err(Invalid);
             }
             streams.push(s);
@@ -664,16 +727,18 @@ impl TokenStart {
         Ok(TokenStart {
             block,
             prefix_bits,
+            end_bits,
             streams,
         })
     }
 }
 
 /// The tokens of `chunk` from `start` (each stream parsed up to the next
-/// one's start or the end of the chunk), exactly as [`StreamWalk::chunk`]
-/// produced them when the chunk was cut.
+/// one's start, the last up to `start.end_bits`), exactly as the reducer
+/// had them when the chunk was cut: items are never empty, so the items
+/// that end by a bit are the same however the parse came there.
 pub fn chunk_tokens(chunk: &[u8], start: &TokenStart) -> Vec<u8> {
-    let end = chunk.len() as u64 * 8;
+    let end = start.end_bits.min(chunk.len() as u64 * 8);
     let mut t = Tokens::default();
     let mut parser = Parser::new(start.block.clone());
     let mut pos = start.prefix_bits.min(end);
@@ -709,32 +774,22 @@ impl<'a> StreamWalk<'a> {
     /// left open at the end of the extent before, if any. A carry from
     /// another object only yields tokens that rebuild its bytes all the
     /// same (or none).
-    pub fn new(data: &'a [u8], carry: Option<Carry>) -> StreamWalk<'a> {
-        let cur = carry.and_then(|c| {
-            let mut buf = c.tail;
-            let old = buf.len() as u64 * 8;
-            buf.extend_from_slice(&data[..data.len().min(CARRY_REACH)]);
-            let mut parser = Parser::new(c.block);
-            let end = parser.skip_one(&buf, c.bit)?;
-            (end > old).then(|| (parser, end - old))
-        });
+    pub fn new(data: &'a [u8], carry: Option<Carry>, skip: &[Span]) -> StreamWalk<'a> {
+        let starts = members(data)
+            .filter(|(s, _)| !skip.iter().any(|sp| (sp.header..sp.end).contains(s)))
+            .map(|(s, size)| (s as u64 * 8, size))
+            .collect();
         StreamWalk {
             data,
-            starts: None,
+            starts: Some(starts),
             next: 0,
-            cur,
+            cur: carry.and_then(|c| c.resume(data)),
         }
     }
 
     /// Bit of the next member start not yet begun.
     fn next_start(&mut self) -> Option<u64> {
-        let data = self.data;
-        let starts = self.starts.get_or_insert_with(|| {
-            members(data)
-                .map(|(s, size)| (s as u64 * 8, size))
-                .collect()
-        });
-        starts.get(self.next).map(|s| s.0)
+        self.starts.as_ref()?.get(self.next).map(|s| s.0)
     }
 
     /// Begins the next stream when it starts before `bit`.
@@ -821,9 +876,9 @@ impl<'a> StreamWalk<'a> {
             start: TokenStart {
                 block,
                 prefix_bits: first - cs,
+                end_bits: last - cs,
                 streams,
             },
-            end_bits: last - cs,
             tokens: t.finish(),
         })
     }
@@ -832,7 +887,6 @@ impl<'a> StreamWalk<'a> {
     /// extent stands there, if one does (parsing through the rest of it).
     pub fn finish(mut self) -> Option<Carry> {
         let end = self.data.len() as u64 * 8;
-        self.next_start();
         let starts = self.starts.take().unwrap_or_default();
         if let Some(&(start, size)) = starts.get(self.next..).and_then(<[_]>::last) {
             // The last member begins after the parsed ones.
@@ -843,14 +897,7 @@ impl<'a> StreamWalk<'a> {
         }
         let (mut parser, pos) = self.cur.take()?;
         let (p, stop) = parser.parse(self.data, pos, end, None);
-        if stop != Stop::Limit {
-            return None;
-        }
-        Some(Carry {
-            block: parser.block,
-            tail: self.data[(p / 8) as usize..].to_vec(),
-            bit: p % 8,
-        })
+        (stop == Stop::Limit).then(|| Carry::at(parser, self.data, p))
     }
 }
 
@@ -859,7 +906,13 @@ impl<'a> StreamWalk<'a> {
 /// `data` (one load per item); returns where it stopped, leaving the end of
 /// the block, an invalid code and the last bytes of `data` to [`Parser::item`],
 /// which reads the same items the same way.
-fn huffman_run<S: Sink>(h: &Header, data: &[u8], mut pos: u64, limit: u64, out: &mut S) -> u64 {
+fn huffman_run<S: Sink>(
+    h: &Header,
+    data: &[u8],
+    mut pos: u64,
+    limit: u64,
+    out: &mut S,
+) -> (u64, bool) {
     let (lit, dist) = (&h.tables.lit, &h.tables.dist);
     let safe = data.len().saturating_sub(8) as u64 * 8;
     while pos < safe {
@@ -875,13 +928,17 @@ fn huffman_run<S: Sink>(h: &Header, data: &[u8], mut pos: u64, limit: u64, out: 
             if pos + used as u64 > limit {
                 break;
             }
-            out.literal(sym as u8);
             pos += used as u64;
+            if out.literal(sym as u8, pos) {
+                return (pos, true);
+            }
             // A second literal from the same load (56 bits hold two codes).
             match lit.lookup(v >> used) {
                 Some((sym, n)) if sym < 256 && pos + n as u64 <= limit => {
-                    out.literal(sym as u8);
                     pos += n as u64;
+                    if out.literal(sym as u8, pos) {
+                        return (pos, true);
+                    }
                 }
                 _ => {}
             }
@@ -907,27 +964,45 @@ fn huffman_run<S: Sink>(h: &Header, data: &[u8], mut pos: u64, limit: u64, out: 
         if pos + used as u64 > limit {
             break;
         }
-        out.matched(len, distance);
         pos += used as u64;
+        if out.matched(len, distance, pos) {
+            return (pos, true);
+        }
     }
-    pos
+    (pos, false)
 }
 
-/// Where parsed literals and matches go.
+/// Where parsed items go; each method says whether to stop after the item
+/// (which ends at bit `end`).
 trait Sink {
-    fn literal(&mut self, b: u8);
-    fn matched(&mut self, len: u16, dist: u16);
+    fn literal(&mut self, b: u8, end: u64) -> bool;
+    fn matched(&mut self, len: u16, dist: u16, end: u64) -> bool;
+    fn end_of_block(&mut self) -> bool;
+    fn header(&mut self, data: &[u8], from: u64, to: u64) -> bool;
 }
 
 impl Sink for Tokens {
     #[inline(always)]
-    fn literal(&mut self, b: u8) {
+    fn literal(&mut self, b: u8, _: u64) -> bool {
         self.lits.push(b);
+        false
     }
 
     #[inline(always)]
-    fn matched(&mut self, len: u16, dist: u16) {
+    fn matched(&mut self, len: u16, dist: u16, _: u64) -> bool {
         self.record((len - 3) as u8, dist);
+        false
+    }
+
+    fn end_of_block(&mut self) -> bool {
+        self.record(CTL_END_OF_BLOCK, 0);
+        false
+    }
+
+    fn header(&mut self, data: &[u8], from: u64, to: u64) -> bool {
+        self.record(CTL_HEADER, 0);
+        self.bits(data, from, to);
+        false
     }
 }
 
@@ -936,17 +1011,265 @@ struct Discard;
 
 impl Sink for Discard {
     #[inline(always)]
-    fn literal(&mut self, _: u8) {}
+    fn literal(&mut self, _: u8, _: u64) -> bool {
+        false
+    }
 
     #[inline(always)]
-    fn matched(&mut self, _: u16, _: u16) {}
+    fn matched(&mut self, _: u16, _: u16, _: u64) -> bool {
+        false
+    }
+
+    fn end_of_block(&mut self) -> bool {
+        false
+    }
+
+    fn header(&mut self, _: &[u8], _: u64, _: u64) -> bool {
+        false
+    }
+}
+
+/// A zip member large enough to be cut by its deflate tokens (see [`SpanCutter`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Span {
+    /// Offset of its local header in the extent.
+    pub header: usize,
+    /// Offset of its deflate data.
+    pub data: usize,
+    /// Offset just past its deflate data (may lie past the extent's end).
+    pub end: usize,
+}
+
+/// The deflated members of at least `min` compressed bytes whose header
+/// gives their size, ascending and not overlapping.
+pub fn spans(data: &[u8], min: usize) -> Vec<Span> {
+    let mut out: Vec<Span> = Vec::new();
+    for at in memchr::memmem::find_iter(data, b"PK\x03\x04") {
+        if out.last().is_some_and(|s| at < s.end) {
+            continue;
+        }
+        if let Some((start, Some(size))) = zip_member(data, at) {
+            if size >= min {
+                out.push(Span {
+                    header: at,
+                    data: start,
+                    end: start + size,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Sizes of the pieces a [`SpanCutter`] cuts, in bytes of the stream.
+#[derive(Clone, Copy, Debug)]
+pub struct CutSizes {
+    /// Smallest piece (but the last of a member).
+    pub min: usize,
+    /// Average piece.
+    pub avg: usize,
+    /// Largest piece.
+    pub max: usize,
+}
+
+/// One piece of a large member: its length and, when deflate items cover
+/// at least half of it, its tokens.
+pub struct Piece {
+    /// Bytes of the extent.
+    pub len: usize,
+    /// The piece's tokens.
+    pub tokens: Option<ChunkTokens>,
+}
+
+/// A sink that keeps tokens and cuts where a Gear hash of the literals and
+/// matches (not of block headers: the block structure shifts between two
+/// builds of a file) meets a mask, between a minimum and a maximum size.
+struct Cutting {
+    tokens: Tokens,
+    h: u64,
+    from: u64,
+    min: u64,
+    max: u64,
+    mask: u64,
+}
+
+impl Cutting {
+    #[inline(always)]
+    fn cut(&self, end: u64) -> bool {
+        let n = end - self.from;
+        (n >= self.min && self.h & self.mask == 0) || n >= self.max
+    }
+}
+
+impl Sink for Cutting {
+    #[inline(always)]
+    fn literal(&mut self, b: u8, end: u64) -> bool {
+        self.tokens.lits.push(b);
+        self.h = gear(self.h, b);
+        self.cut(end)
+    }
+
+    #[inline(always)]
+    fn matched(&mut self, len: u16, dist: u16, end: u64) -> bool {
+        self.tokens.record((len - 3) as u8, dist);
+        self.h = gear(
+            gear(gear(self.h, (len - 3) as u8), dist as u8),
+            (dist >> 8) as u8,
+        );
+        self.cut(end)
+    }
+
+    fn end_of_block(&mut self) -> bool {
+        self.tokens.end_of_block()
+    }
+
+    fn header(&mut self, data: &[u8], from: u64, to: u64) -> bool {
+        self.tokens.header(data, from, to)
+    }
+}
+
+/// Cuts a large zip member where its tokens say (content-defined on the
+/// LZ77 content, not on the deflated bits): two builds of a library whose
+/// deflated bytes differ everywhere after the first change then cut their
+/// unchanged stretches alike, so that each piece finds an earlier piece
+/// with the same content to delta against, and identical members still cut
+/// identically (dedup). Parses the member once; each piece comes with its
+/// tokens.
+pub struct SpanCutter {
+    parser: Parser,
+    /// Next item's first bit, in the extent.
+    pos: u64,
+    /// Bit where the member's data ends, in the extent.
+    end: u64,
+    h: u64,
+    /// Whether the stream has ended or turned out not to be deflate.
+    done: bool,
+}
+
+/// A [`SpanCutter`] that the end of an extent interrupted.
+pub struct SpanCarry {
+    carry: Carry,
+    /// Bytes of the member's data after the extent.
+    left: usize,
+    h: u64,
+}
+
+impl SpanCutter {
+    /// A cutter for `span`'s data.
+    pub fn new(span: &Span) -> SpanCutter {
+        SpanCutter {
+            parser: Parser::new(Block::Boundary),
+            pos: span.data as u64 * 8,
+            end: span.end as u64 * 8,
+            h: 0,
+            done: false,
+        }
+    }
+
+    /// A cutter going on in `data` (the next extent) with a member the last
+    /// extent ended in; `None` where the straddling item does not parse.
+    pub fn resume(data: &[u8], c: SpanCarry) -> Option<(SpanCutter, usize)> {
+        let end = c.left.min(data.len());
+        let (parser, pos) = c.carry.resume(data)?;
+        Some((
+            SpanCutter {
+                parser,
+                pos,
+                end: c.left as u64 * 8,
+                h: c.h,
+                done: false,
+            },
+            end,
+        ))
+    }
+
+    /// Cuts `data[start..]` up to the member's end or the extent's, whichever
+    /// is first; returns the pieces and, when the member goes on past the
+    /// extent, what the next extent needs to go on.
+    pub fn cut(
+        mut self,
+        data: &[u8],
+        mut start: usize,
+        sizes: CutSizes,
+    ) -> (Vec<Piece>, Option<SpanCarry>) {
+        let stop_byte = (self.end.div_ceil(8) as usize).min(data.len());
+        let limit = self.end.min(stop_byte as u64 * 8);
+        let bits = (sizes.avg.saturating_sub(sizes.min)).max(2).ilog2();
+        let mut out = Vec::new();
+        while start < stop_byte {
+            let cs = start as u64 * 8;
+            while !self.done && self.pos < cs {
+                // Items after the last cut in its last byte, and the one that
+                // straddles the boundary, go to neither piece's tokens.
+                match self.parser.skip_one(data, self.pos) {
+                    Some(e) if e <= limit => self.pos = e,
+                    _ => self.done = true,
+                }
+            }
+            if self.done || self.pos >= limit {
+                // What is left: plain pieces.
+                let len = (stop_byte - start).min(sizes.max);
+                out.push(Piece { len, tokens: None });
+                start += len;
+                continue;
+            }
+            let first = self.pos;
+            let block = self.parser.block().clone();
+            let mut sink = Cutting {
+                tokens: Tokens::default(),
+                h: self.h,
+                from: cs,
+                min: sizes.min as u64 * 8,
+                max: (sizes.max as u64 - 1) * 8,
+                mask: !0u64 << (64 - bits),
+            };
+            // No piece grows past the maximum, whatever its last item.
+            let cap = start + sizes.max;
+            let piece_limit = limit.min(cap as u64 * 8);
+            let (p, stop) = self.parser.parse_into(data, first, piece_limit, &mut sink);
+            (self.pos, self.h) = (p, sink.h);
+            let end = match stop {
+                Stop::Cut => (p.div_ceil(8) as usize).min(stop_byte),
+                Stop::Limit => cap.min(stop_byte),
+                Stop::End | Stop::Invalid => {
+                    self.done = true;
+                    (p.div_ceil(8) as usize).clamp(start + 1, stop_byte)
+                }
+            };
+            let len_bits = (end - start) as u64 * 8;
+            let tokens = ((p - first) * 2 >= len_bits).then(|| ChunkTokens {
+                start: TokenStart {
+                    block,
+                    prefix_bits: first - cs,
+                    end_bits: p - cs,
+                    streams: Vec::new(),
+                },
+                tokens: sink.tokens.finish(),
+            });
+            out.push(Piece {
+                len: end - start,
+                tokens,
+            });
+            start = end;
+        }
+        let carry = (!self.done && self.end > data.len() as u64 * 8).then(|| SpanCarry {
+            left: (self.end / 8) as usize - data.len(),
+            h: self.h,
+            carry: Carry::at(self.parser, data, self.pos),
+        });
+        (out, carry)
+    }
 }
 
 enum Item {
     Literal(u8),
+    /// The last byte of a stored block, and the block's end.
+    LastLiteral(u8),
     Match(u16, u16),
     EndOfBlock,
     Header,
+    /// The header of an empty stored block, and the block's end.
+    EmptyStored,
 }
 
 /// Writes bits LSB first.
@@ -1381,13 +1704,13 @@ pub(crate) mod tests {
     /// Checks one walk chunk: its tokens rebuild its bytes, and the chunk
     /// alone parses to the same tokens (what a delta against it decodes with).
     fn check_chunk(chunk: &[u8], ct: &ChunkTokens) {
-        let tail = &chunk[(ct.end_bits / 8) as usize..];
+        let tail = &chunk[(ct.start.end_bits / 8) as usize..];
         let rebuilt = crate::reduction::encode::rebuild(
             chunk.len(),
             &ct.start.block,
             (chunk, ct.start.prefix_bits),
             &ct.tokens,
-            (tail, ct.end_bits),
+            (tail, ct.start.end_bits),
         );
         assert_eq!(rebuilt.as_deref(), Some(chunk));
         assert_eq!(chunk_tokens(chunk, &ct.start), ct.tokens);
@@ -1409,7 +1732,7 @@ pub(crate) mod tests {
             let mut n = 0;
             let mut tokens = 0;
             for ext in [&data[..at], &data[at..]] {
-                let mut walk = StreamWalk::new(ext, carry.take());
+                let mut walk = StreamWalk::new(ext, carry.take(), &[]);
                 let mut off = 0;
                 for (i, len) in cuts.iter().cycle().enumerate() {
                     if off >= ext.len() {
@@ -1435,7 +1758,7 @@ pub(crate) mod tests {
     #[test]
     fn a_walk_finds_the_tokens_of_every_deflated_member() {
         let data = test_zip(9);
-        let mut walk = StreamWalk::new(&data, None);
+        let mut walk = StreamWalk::new(&data, None, &[]);
         let (mut with, mut off) = (0, 0);
         while off < data.len() {
             let end = (off + 4096).min(data.len());
@@ -1447,5 +1770,53 @@ pub(crate) mod tests {
         }
         // Everything but the headers, the stored member and the directory.
         assert!(with * 10 >= data.len() * 9, "{with} of {}", data.len());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn large_members_cut_into_pieces_that_rebuild_and_parse_alone_alike(
+            seed in 1u64..1000,
+            split in 0.0f64..1.0,
+        ) {
+            let data = test_zip(seed);
+            let at = ((data.len() as f64 * split) as usize).max(1);
+            let sizes = CutSizes { min: 2048, avg: 8192, max: 32768 };
+            let mut carry = None;
+            let mut cut_bytes = 0;
+            for ext in [&data[..at], &data[at..]] {
+                let mut off = 0;
+                if let Some((c, _)) = carry.take().and_then(|c| SpanCutter::resume(ext, c)) {
+                    let (pieces, left) = c.cut(ext, 0, sizes);
+                    for p in &pieces {
+                        if let Some(ct) = &p.tokens {
+                            check_chunk(&ext[off..off + p.len], ct);
+                        }
+                        prop_assert!(p.len <= sizes.max);
+                        off += p.len;
+                    }
+                    cut_bytes += off;
+                    carry = left;
+                }
+                for span in spans(ext, 4096) {
+                    if span.header < off {
+                        continue;
+                    }
+                    let (pieces, left) = SpanCutter::new(&span).cut(ext, span.header, sizes);
+                    off = span.header;
+                    for p in &pieces {
+                        if let Some(ct) = &p.tokens {
+                            check_chunk(&ext[off..off + p.len], ct);
+                        }
+                        prop_assert!(p.len <= sizes.max && p.len > 0);
+                        off += p.len;
+                    }
+                    prop_assert_eq!(off, span.end.min(ext.len()));
+                    cut_bytes += pieces.iter().map(|p| p.len).sum::<usize>();
+                    carry = left;
+                }
+            }
+            prop_assert!(cut_bytes > 0);
+        }
     }
 }

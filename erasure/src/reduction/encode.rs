@@ -588,8 +588,8 @@ pub fn tokens_delta_into(
     deflate::put_block(out, &ct.start.block);
     put_varint(out, ct.start.prefix_bits);
     out.extend_from_slice(&logical[..ct.start.prefix_bits.div_ceil(8) as usize]);
-    put_varint(out, ct.end_bits);
-    out.extend_from_slice(&logical[(ct.end_bits / 8) as usize..]);
+    put_varint(out, ct.start.end_bits);
+    out.extend_from_slice(&logical[(ct.start.end_bits / 8) as usize..]);
     base_start.put(out);
     put_varint(out, ct.tokens.len() as u64);
     if out.len() >= limit {
