@@ -775,15 +775,19 @@ impl<'a> StreamWalk<'a> {
     /// another object only yields tokens that rebuild its bytes all the
     /// same (or none).
     pub fn new(data: &'a [u8], carry: Option<Carry>, skip: &[Span]) -> StreamWalk<'a> {
+        let cur = carry.and_then(|c| c.resume(data));
+        // Member starts inside the carried stream's bytes are not starts.
+        let from = cur.as_ref().map_or(0, |c| c.1);
         let starts = members(data)
             .filter(|(s, _)| !skip.iter().any(|sp| (sp.header..sp.end).contains(s)))
             .map(|(s, size)| (s as u64 * 8, size))
+            .filter(|&(s, _)| s >= from)
             .collect();
         StreamWalk {
             data,
             starts: Some(starts),
             next: 0,
-            cur: carry.and_then(|c| c.resume(data)),
+            cur,
         }
     }
 
@@ -858,6 +862,7 @@ impl<'a> StreamWalk<'a> {
             }
             match &first {
                 None => first = Some((*pos, parser.block().clone())),
+                Some(_) if *pos < last => break,
                 Some(_) => {
                     t.gap(self.data, last, *pos);
                     streams.push(*pos - cs);
@@ -1233,7 +1238,7 @@ impl SpanCutter {
                 Stop::Limit => cap.min(stop_byte),
                 Stop::End | Stop::Invalid => {
                     self.done = true;
-                    (p.div_ceil(8) as usize).clamp(start + 1, stop_byte)
+                    (p.div_ceil(8) as usize).clamp(start + 1, cap.min(stop_byte))
                 }
             };
             let len_bits = (end - start) as u64 * 8;
