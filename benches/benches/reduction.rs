@@ -353,10 +353,10 @@ fn measure(name: &'static str, extents: &[Bytes]) -> Res<Row> {
                 avg: sizes.avg,
                 max: sizes.max,
             };
-            let (pieces, _) = deflate::SpanCutter::new(span).cut(e, span.header, cut_sizes);
+            let pieces = deflate::SpanCutter::new(span).cut(e, span.header, cut_sizes);
             n += pieces.len() as u64;
         }
-        let mut walk = deflate::StreamWalk::new(e, None, &spans);
+        let mut walk = deflate::StreamWalk::new(e, &spans);
         for off in (0..e.len()).step_by(sizes.avg) {
             n += walk.chunk(off, (off + sizes.avg).min(e.len())).is_some() as u64;
         }

@@ -1,16 +1,20 @@
 //! Deflate tokens of zip members (`cairn_erasure::reduction::deflate`), on any bytes.
 //!
-//! Each extent is walked twice, as the reducer does: chunk by chunk with `StreamWalk` (small
-//! members) and member by member with `SpanCutter` (large ones, cut by their tokens), and
-//! the input is split into two extents so that both also go on across the boundary. For
-//! every chunk that comes with tokens:
+//! Each extent is handled as the reducer does: deflate data before the first member header
+//! (the rest of a member begun in an earlier extent) found again with `resync` and cut by
+//! `SpanCutter`, large members cut by `SpanCutter`, and the rest walked chunk by chunk with
+//! `StreamWalk`; the input is split into two extents, so that the second may start inside a
+//! member. For every chunk that comes with tokens:
 //! - its verbatim prefix, its tokens and its verbatim tail rebuild exactly its bytes, and
-//! - the chunk alone parses to the same tokens (what a delta against it decodes with).
+//! - the chunk alone parses to the same tokens (what a delta against it decodes with);
+//!
+//! and the cutter's pieces are non-empty, within the maximum and cover what they cut.
 //!
 //! Input: one byte picks the chunk size, one the split point, the rest is data.
 #![no_main]
 use cairn_erasure::reduction::deflate::{
-    chunk_tokens, spans, ChunkTokens, CutSizes, Span, SpanCutter, StreamWalk,
+    chunk_tokens, first_member, looks_compressed, resync, spans, ChunkTokens, CutSizes, Piece,
+    Span, SpanCutter, StreamWalk,
 };
 use cairn_erasure::reduction::encode::rebuild;
 use libfuzzer_sys::fuzz_target;
@@ -26,16 +30,24 @@ fn check(chunk: &[u8], ct: &ChunkTokens) {
         &ct.tokens,
         (tail, end),
     );
-    assert_eq!(
-        rebuilt.as_deref(),
-        Some(chunk),
-        "tokens do not rebuild the chunk"
-    );
+    assert_eq!(rebuilt.as_deref(), Some(chunk), "tokens do not rebuild the chunk");
     assert_eq!(
         chunk_tokens(chunk, &ct.start),
         ct.tokens,
         "the chunk alone parses to other tokens"
     );
+}
+
+/// Checks the pieces cut from `off` on; returns where they end.
+fn check_pieces(ext: &[u8], pieces: &[Piece], mut off: usize, sizes: CutSizes) -> usize {
+    for p in pieces {
+        assert!(p.len > 0 && p.len <= sizes.max, "piece of {} bytes", p.len);
+        if let Some(ct) = &p.tokens {
+            check(&ext[off..off + p.len], ct);
+        }
+        off += p.len;
+    }
+    off
 }
 
 fuzz_target!(|input: &[u8]| {
@@ -50,58 +62,32 @@ fuzz_target!(|input: &[u8]| {
         avg: chunk,
         max: chunk * 4,
     };
-    let (mut walk_carry, mut span_carry) = (None, None);
     for ext in [&data[..at], &data[at..]] {
         let mut off = 0;
         let mut cut_spans = Vec::new();
-        if let Some((c, end)) = span_carry.take().and_then(|c| SpanCutter::resume(ext, c)) {
-            let (pieces, left) = c.cut(ext, 0, sizes);
-            for p in &pieces {
-                assert!(
-                    p.len > 0 && p.len <= sizes.max,
-                    "piece of {} bytes, sizes {sizes:?}, resumed",
-                    p.len
-                );
-                if let Some(ct) = &p.tokens {
-                    check(&ext[off..off + p.len], ct);
-                }
-                off += p.len;
+        let head = first_member(ext).unwrap_or(ext.len());
+        if head >= sizes.avg && looks_compressed(ext) {
+            if let Some(bit) = resync(ext, 0, 1 << 16) {
+                let pieces = SpanCutter::at(bit, head as u64 * 8).cut(ext, 0, sizes);
+                off = check_pieces(ext, &pieces, 0, sizes);
+                assert_eq!(off, head, "pieces do not cover the stretch");
+                cut_spans.push(Span {
+                    header: 0,
+                    data: 0,
+                    end: off,
+                });
             }
-            assert_eq!(off, end.min(ext.len()), "pieces do not cover the member");
-            span_carry = left;
-            // As the reducer does: the walk leaves the resumed member alone.
-            cut_spans.push(Span {
-                header: 0,
-                data: 0,
-                end,
-            });
         }
         for span in spans(ext, 64) {
             if span.header < off {
                 continue;
             }
-            let (pieces, left) = SpanCutter::new(&span).cut(ext, span.header, sizes);
-            off = span.header;
-            for p in &pieces {
-                assert!(
-                    p.len > 0 && p.len <= sizes.max,
-                    "piece of {} bytes, sizes {sizes:?}, span {span:?}",
-                    p.len
-                );
-                if let Some(ct) = &p.tokens {
-                    check(&ext[off..off + p.len], ct);
-                }
-                off += p.len;
-            }
-            assert_eq!(
-                off,
-                span.end.min(ext.len()),
-                "pieces do not cover the member"
-            );
-            span_carry = left;
+            let pieces = SpanCutter::new(&span).cut(ext, span.header, sizes);
+            off = check_pieces(ext, &pieces, span.header, sizes);
+            assert_eq!(off, span.end.min(ext.len()), "pieces do not cover the member");
             cut_spans.push(span);
         }
-        let mut walk = StreamWalk::new(ext, walk_carry.take(), &cut_spans);
+        let mut walk = StreamWalk::new(ext, &cut_spans);
         let mut off = 0;
         while off < ext.len() {
             let end = (off + chunk).min(ext.len());
@@ -110,6 +96,5 @@ fuzz_target!(|input: &[u8]| {
             }
             off = end;
         }
-        walk_carry = walk.finish();
     }
 });

@@ -29,7 +29,7 @@ use crate::error::{LayoutError, Result};
 use crate::records;
 use crate::reduce::{ReducedChunk, Reducer, ENCODING_RAW};
 use chunker::{Cut, Sizes};
-use deflate::{ChunkTokens, CutSizes, Span, SpanCarry, SpanCutter, StreamWalk, TokenStart};
+use deflate::{ChunkTokens, CutSizes, Span, SpanCutter, StreamWalk, TokenStart};
 use encode::{
     ElementDelta, ENCODING_DELTA, ENCODING_DELTA_PLANES, ENCODING_SPLIT_PLANES,
     ENCODING_STREAM_RAW, ENCODING_SUB_PLANES, ENCODING_TOKENS_DELTA, ENCODING_XOR_PLANES,
@@ -139,10 +139,9 @@ struct State {
     /// next extent of one object usually follows): the base after the last
     /// chunk's base, and whether the last chunk was a new base.
     carry: (Option<u64>, bool),
-    /// The deflate stream the last extent left open (see [`StreamWalk::finish`]).
-    stream_carry: Option<deflate::Carry>,
-    /// The large zip member the last extent left open (see [`SpanCutter`]).
-    span_carry: Option<SpanCarry>,
+    /// Extents to go in which large zip members were seen lately (see
+    /// `cut_extent`).
+    zip_recently: u32,
     /// Piece lengths of large members cut before, by the BLAKE3 of the member.
     span_cuts: HashMap<[u8; 32], Vec<u32>>,
     span_cut_order: VecDeque<[u8; 32]>,
@@ -566,6 +565,14 @@ const TOKEN_DELTA_LEVEL: i32 = 3;
 /// member), so that a member seen before is cut without parsing it again.
 const SPAN_CUTS_KEPT: usize = 1 << 16;
 
+/// Bytes from an extent's start searched for a deflate block to go on
+/// from (zlib's blocks hold 16 Ki symbols, some 20-40 KiB).
+const RESYNC_WINDOW: usize = 64 << 10;
+
+/// Extents after one with a large zip member in which an extent without
+/// any member header is still searched for deflate data to go on from.
+const ZIP_RECENT_EXTENTS: u32 = 64;
+
 /// Compressed size from which a zip member is cut by its deflate tokens
 /// ([`SpanCutter`]); smaller ones go with the bytes around them (many small
 /// members would otherwise make many small chunks).
@@ -576,21 +583,21 @@ const SPAN_MIN: usize = 128 << 10;
 type Piece = (Cut, Option<ChunkTokens>);
 
 impl SimilarityReducer {
-    /// Cuts an extent: large zip members (and the one the last extent left
-    /// open) by their deflate tokens, everything else with the chunker.
-    /// Returns the chunks, the members cut by tokens, and the member this
-    /// extent leaves open.
+    /// Cuts an extent: large zip members by their deflate tokens, and so
+    /// a stretch of deflate data that the extent starts in (the rest of a
+    /// member begun in an earlier extent, found by [`deflate::resync`]);
+    /// everything else with the chunker. Every cut depends on the extent's
+    /// bytes alone (dedup), whatever order extents come in. Returns the
+    /// chunks and the members cut by tokens.
     fn cut_extent(
         &self,
         extent: &[u8],
         max_stored: usize,
         format_aware: bool,
-        carry: Option<SpanCarry>,
-    ) -> (Vec<Piece>, Vec<Span>, Option<SpanCarry>) {
+    ) -> (Vec<Piece>, Vec<Span>) {
         let mut out: Vec<Piece> = Vec::new();
         let mut at = 0;
         let mut spans = Vec::new();
-        let mut open = None;
         let push_cuts = |out: &mut Vec<Piece>, from: usize, to: usize| {
             let cuts = self.chunks(&extent[from..to], max_stored, format_aware);
             out.extend(cuts.into_iter().map(|c| (c, None)));
@@ -610,24 +617,38 @@ impl SimilarityReducer {
                 };
                 (cut, p.tokens)
             };
-            let resumed = carry.and_then(|c| SpanCutter::resume(extent, c));
-            if let Some((cutter, end)) = resumed {
-                let (pieces, left) = cutter.cut(extent, 0, sizes);
-                at = pieces.iter().map(|p| p.len).sum();
-                out.extend(pieces.into_iter().map(piece));
-                open = left;
-                spans.push(Span {
-                    header: 0,
-                    data: 0,
-                    end,
-                });
+            let found = deflate::spans(extent, SPAN_MIN);
+            // Deflate data before the first member header: the rest of a
+            // member that began in an earlier extent.
+            let head = deflate::first_member(extent).unwrap_or(extent.len());
+            // An extent without a member header is searched only shortly
+            // after large members went by (random bytes look compressed
+            // too, and searching them costs some 5 ms per extent).
+            let headerless = head == extent.len();
+            let recent = {
+                let mut st = self.state.lock();
+                st.zip_recently = st.zip_recently.saturating_sub(1);
+                st.zip_recently > 0
+            };
+            if head >= sizes.avg && (!headerless || recent) && deflate::looks_compressed(extent) {
+                if let Some(bit) = deflate::resync(extent, 0, RESYNC_WINDOW as u64 * 8) {
+                    let pieces = SpanCutter::at(bit, head as u64 * 8).cut(extent, 0, sizes);
+                    at = pieces.iter().map(|p| p.len).sum();
+                    out.extend(pieces.into_iter().map(piece));
+                    spans.push(Span {
+                        header: 0,
+                        data: 0,
+                        end: at,
+                    });
+                }
             }
-            for span in deflate::spans(extent, SPAN_MIN) {
+            for span in found {
                 if span.header < at {
                     continue;
                 }
                 push_cuts(&mut out, at, span.header);
                 spans.push(span);
+                self.state.lock().zip_recently = ZIP_RECENT_EXTENTS;
                 // A member seen before whose chunks are all still stored:
                 // its cuts again, without parsing it.
                 let whole = (span.end <= extent.len())
@@ -646,17 +667,16 @@ impl SimilarityReducer {
                     }
                     continue;
                 }
-                let (pieces, left) = SpanCutter::new(&span).cut(extent, span.header, sizes);
+                let pieces = SpanCutter::new(&span).cut(extent, span.header, sizes);
                 if let Some(k) = whole {
                     self.remember_cuts(k, pieces.iter().map(|p| p.len as u32).collect());
                 }
                 at = span.header + pieces.iter().map(|p| p.len).sum::<usize>();
                 out.extend(pieces.into_iter().map(piece));
-                open = left;
             }
         }
         push_cuts(&mut out, at, extent.len());
-        (out, spans, open)
+        (out, spans)
     }
 
     /// The remembered cuts of the member `key` starting `member`, when every
@@ -701,12 +721,7 @@ impl Reducer for SimilarityReducer {
     fn reduce(&self, extent: &Bytes, max_stored: usize) -> Result<Vec<ReducedChunk>> {
         let want_features = self.cfg.base_cache_bytes > 0;
         let format_aware = want_features && self.cfg.float_planes;
-        let (span_carry, stream_carry) = {
-            let mut st = self.state.lock();
-            (st.span_carry.take(), st.stream_carry.take())
-        };
-        let (cuts, spans, span_carry) =
-            self.cut_extent(extent, max_stored, format_aware, span_carry);
+        let (cuts, spans) = self.cut_extent(extent, max_stored, format_aware);
         let mut out = Vec::with_capacity(cuts.len());
         let mut local: HashMap<[u8; 32], usize> = HashMap::new();
         let mut pend: Vec<Pending> = Vec::new();
@@ -714,7 +729,7 @@ impl Reducer for SimilarityReducer {
         // The base after the previous chunk's base, and whether the previous
         // chunk was itself a new base (carried over from the last extent).
         let (mut next, mut prev_was_base) = self.state.lock().carry;
-        let mut walk = format_aware.then(|| StreamWalk::new(extent, stream_carry, &spans));
+        let mut walk = format_aware.then(|| StreamWalk::new(extent, &spans));
         for (cut, piece_tokens) in cuts {
             let len = cut.len;
             let start = off;
@@ -823,13 +838,10 @@ impl Reducer for SimilarityReducer {
                 base: e.base,
             });
         }
-        let stream_carry = walk.and_then(StreamWalk::finish);
         let mut st = self.state.lock();
         st.queue.clear();
         st.queue.extend(pend);
         st.carry = (next, prev_was_base);
-        st.stream_carry = stream_carry;
-        st.span_carry = span_carry;
         Ok(out)
     }
 
@@ -952,7 +964,6 @@ impl Reducer for SimilarityReducer {
         }
         st.queue.clear();
         (st.last_base, st.carry) = (None, (None, false));
-        (st.stream_carry, st.span_carry) = (None, None);
     }
 }
 
@@ -1226,6 +1237,43 @@ mod tests {
                 .iter()
                 .filter(|(e, _)| *e == ENCODING_STREAM_RAW)
                 .count()
+        );
+    }
+
+    /// The same zip cut into extents at other places (another object, other
+    /// part sizes): the large member's chunks after each extent start are
+    /// found again (its cuts depend on an extent's bytes, not on the extent
+    /// before), so nearly all of it dedups.
+    #[test]
+    fn a_member_split_across_extents_elsewhere_still_dedups() {
+        let text = deflate::tests::source_text(120_000, 3);
+        let zip = Bytes::from(deflate::tests::zip(&[("lib.py", &text, true)]));
+        let r = SimilarityReducer::new(ReductionConfig::default());
+        let (mut id, mut store) = (1, HashMap::new());
+        let new_bytes = |splits: &[usize], id: &mut u64, store: &mut HashMap<_, _>| {
+            let mut bounds = vec![0];
+            bounds.extend_from_slice(splits);
+            bounds.push(zip.len());
+            let mut stored = 0;
+            for w in bounds.windows(2) {
+                let ext = zip.slice(w[0]..w[1]);
+                let (back, new) = store_and_read_back(&r, &ext, id, store);
+                assert_eq!(back, ext.to_vec());
+                stored += new.iter().map(|(_, n)| n).sum::<usize>();
+            }
+            stored
+        };
+        let first = new_bytes(&[zip.len() / 3, zip.len() * 2 / 3], &mut id, &mut store);
+        let again = new_bytes(
+            &[zip.len() / 4, zip.len() / 2 + 12_345],
+            &mut id,
+            &mut store,
+        );
+        assert!(first * 9 / 10 > zip.len() * 8 / 10, "{first}");
+        assert!(
+            again * 5 < zip.len(),
+            "{again} stored again of {}",
+            zip.len()
         );
     }
 }
