@@ -13,8 +13,8 @@
 //! Input: one byte picks the chunk size, one the split point, the rest is data.
 #![no_main]
 use cairn_erasure::reduction::deflate::{
-    chunk_tokens, first_member, looks_compressed, resync, spans, ChunkTokens, CutSizes, Piece,
-    Span, SpanCutter, StreamWalk,
+    chunk_tokens, cut_stretch, first_member, spans, ChunkTokens, CutSizes, Piece, Span, SpanCutter,
+    StreamWalk,
 };
 use cairn_erasure::reduction::encode::rebuild;
 use libfuzzer_sys::fuzz_target;
@@ -30,7 +30,11 @@ fn check(chunk: &[u8], ct: &ChunkTokens) {
         &ct.tokens,
         (tail, end),
     );
-    assert_eq!(rebuilt.as_deref(), Some(chunk), "tokens do not rebuild the chunk");
+    assert_eq!(
+        rebuilt.as_deref(),
+        Some(chunk),
+        "tokens do not rebuild the chunk"
+    );
     assert_eq!(
         chunk_tokens(chunk, &ct.start),
         ct.tokens,
@@ -66,17 +70,14 @@ fuzz_target!(|input: &[u8]| {
         let mut off = 0;
         let mut cut_spans = Vec::new();
         let head = first_member(ext).unwrap_or(ext.len());
-        if head >= sizes.avg && looks_compressed(ext) {
-            if let Some(bit) = resync(ext, 0, 1 << 16) {
-                let pieces = SpanCutter::at(bit, head as u64 * 8).cut(ext, 0, sizes);
-                off = check_pieces(ext, &pieces, 0, sizes);
-                assert_eq!(off, head, "pieces do not cover the stretch");
-                cut_spans.push(Span {
-                    header: 0,
-                    data: 0,
-                    end: off,
-                });
-            }
+        if let Some(pieces) = cut_stretch(ext, head, 1 << 13, sizes) {
+            off = check_pieces(ext, &pieces, 0, sizes);
+            assert_eq!(off, head, "pieces do not cover the stretch");
+            cut_spans.push(Span {
+                header: 0,
+                data: 0,
+                end: off,
+            });
         }
         for span in spans(ext, 64) {
             if span.header < off {
@@ -84,7 +85,11 @@ fuzz_target!(|input: &[u8]| {
             }
             let pieces = SpanCutter::new(&span).cut(ext, span.header, sizes);
             off = check_pieces(ext, &pieces, span.header, sizes);
-            assert_eq!(off, span.end.min(ext.len()), "pieces do not cover the member");
+            assert_eq!(
+                off,
+                span.end.min(ext.len()),
+                "pieces do not cover the member"
+            );
             cut_spans.push(span);
         }
         let mut walk = StreamWalk::new(ext, &cut_spans);

@@ -1116,6 +1116,19 @@ pub fn resync(data: &[u8], from: u64, window: u64) -> Option<u64> {
     None
 }
 
+/// Cuts the deflate data `data` (an extent) starts in, up to `head` (its
+/// first member header), by tokens from the block [`resync`] finds within
+/// `window` bytes, the bits before it going verbatim with the first piece;
+/// `None` where the stretch is shorter than an average piece, does not
+/// look compressed, or holds no block to go on from.
+pub fn cut_stretch(data: &[u8], head: usize, window: usize, sizes: CutSizes) -> Option<Vec<Piece>> {
+    if head < sizes.avg || !looks_compressed(data) {
+        return None;
+    }
+    let bit = resync(data, 0, window as u64 * 8)?;
+    Some(SpanCutter::at(bit, head as u64 * 8).cut(data, 0, sizes))
+}
+
 /// Whether `data` looks like compressed bytes (a byte entropy of 7.9 bits
 /// or more over its first 8 KiB): only then is [`resync`] worth trying.
 pub fn looks_compressed(data: &[u8]) -> bool {
@@ -1123,20 +1136,7 @@ pub fn looks_compressed(data: &[u8]) -> bool {
     if sample.len() < 4096 {
         return false;
     }
-    let mut count = [0u32; 256];
-    for &b in sample {
-        count[b as usize] += 1;
-    }
-    let n = sample.len() as f64;
-    let h: f64 = count
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = c as f64 / n;
-            -p * p.log2()
-        })
-        .sum();
-    h >= 7.9
+    super::features::byte_entropy(sample.iter().copied()) >= 7.9
 }
 
 /// Sizes of the pieces a [`SpanCutter`] cuts, in bytes of the stream.
@@ -1804,17 +1804,14 @@ pub(crate) mod tests {
             }
             off
         };
-        if head >= sizes.avg && looks_compressed(ext) {
-            if let Some(bit) = resync(ext, 0, 1 << 20) {
-                let pieces = SpanCutter::at(bit, head as u64 * 8).cut(ext, 0, sizes);
-                at = check_pieces(&pieces, 0);
-                assert_eq!(at, head);
-                cut.push(Span {
-                    header: 0,
-                    data: 0,
-                    end: at,
-                });
-            }
+        if let Some(pieces) = cut_stretch(ext, head, 1 << 17, sizes) {
+            at = check_pieces(&pieces, 0);
+            assert_eq!(at, head);
+            cut.push(Span {
+                header: 0,
+                data: 0,
+                end: at,
+            });
         }
         for span in found {
             if span.header < at {

@@ -412,22 +412,7 @@ fn looks_random(seg: &[u8]) -> bool {
         return false;
     }
     // Every 4th byte: 2048 samples of a random 8 KiB plane still estimate ~7.9 bits.
-    let mut hist = [0u32; 256];
-    let mut n = 0u32;
-    for &b in seg.iter().step_by(4) {
-        hist[b as usize] += 1;
-        n += 1;
-    }
-    let n = n as f64;
-    let bits: f64 = hist
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = c as f64 / n;
-            -p * p.log2()
-        })
-        .sum();
-    bits > 7.85
+    super::features::byte_entropy(seg.iter().step_by(4).copied()) > 7.85
 }
 
 /// Inverse of [`segments_into`] for segments of the expected `lens`.

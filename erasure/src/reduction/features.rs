@@ -95,6 +95,24 @@ pub fn super_features_with(data: &[u8], per_sf: usize) -> Option<[u64; SUPER_FEA
     s.finish(per_sf)
 }
 
+/// Order-0 entropy of `bytes` in bits per byte (0 for none).
+pub fn byte_entropy(bytes: impl Iterator<Item = u8>) -> f64 {
+    let mut hist = [0u32; 256];
+    let mut n = 0u32;
+    for b in bytes {
+        hist[b as usize] += 1;
+        n += 1;
+    }
+    let n = n as f64;
+    hist.iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
 /// One step of the Gear rolling hash (the chunker and the feature sampler share it).
 #[inline(always)]
 pub fn gear(h: u64, byte: u8) -> u64 {

@@ -630,17 +630,17 @@ impl SimilarityReducer {
                 st.zip_recently = st.zip_recently.saturating_sub(1);
                 st.zip_recently > 0
             };
-            if head >= sizes.avg && (!headerless || recent) && deflate::looks_compressed(extent) {
-                if let Some(bit) = deflate::resync(extent, 0, RESYNC_WINDOW as u64 * 8) {
-                    let pieces = SpanCutter::at(bit, head as u64 * 8).cut(extent, 0, sizes);
-                    at = pieces.iter().map(|p| p.len).sum();
-                    out.extend(pieces.into_iter().map(piece));
-                    spans.push(Span {
-                        header: 0,
-                        data: 0,
-                        end: at,
-                    });
-                }
+            let stretch = (!headerless || recent)
+                .then(|| deflate::cut_stretch(extent, head, RESYNC_WINDOW, sizes))
+                .flatten();
+            if let Some(pieces) = stretch {
+                at = pieces.iter().map(|p| p.len).sum();
+                out.extend(pieces.into_iter().map(piece));
+                spans.push(Span {
+                    header: 0,
+                    data: 0,
+                    end: at,
+                });
             }
             for span in found {
                 if span.header < at {
