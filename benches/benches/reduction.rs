@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_erasure::reduction::{chunker, deflate};
+use cairn_erasure::reduction::{chunker, streams};
 use cairn_erasure::{
     DataStore, ExtentId, LayoutConfig, ReducedChunk, Reducer, ReductionConfig, SimilarityReducer,
 };
@@ -346,17 +346,17 @@ fn measure(name: &'static str, extents: &[Bytes]) -> Res<Row> {
     let t = Instant::now();
     let mut n = 0u64;
     for e in extents {
-        let spans = deflate::spans(e, 128 << 10);
+        let spans = streams::spans(e, 128 << 10);
         for span in &spans {
-            let cut_sizes = deflate::CutSizes {
+            let cut_sizes = streams::CutSizes {
                 min: sizes.min,
                 avg: sizes.avg,
                 max: sizes.max,
             };
-            let pieces = deflate::SpanCutter::new(span).cut(e, span.header, cut_sizes);
+            let pieces = streams::SpanCutter::new(span).cut(e, span.header, cut_sizes);
             n += pieces.len() as u64;
         }
-        let mut walk = deflate::StreamWalk::new(e, &spans);
+        let mut walk = streams::StreamWalk::new(e, &spans);
         for off in (0..e.len()).step_by(sizes.avg) {
             n += walk.chunk(off, (off + sizes.avg).min(e.len())).is_some() as u64;
         }

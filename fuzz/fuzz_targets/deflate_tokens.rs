@@ -1,4 +1,4 @@
-//! Deflate tokens of zip members (`cairn_erasure::reduction::deflate`), on any bytes.
+//! Deflate tokens of zip members (`cairn_erasure::reduction::{deflate, streams}`), on any bytes.
 //!
 //! Each extent is handled as the reducer does: deflate data before the first member header
 //! (the rest of a member begun in an earlier extent) found again with `resync` and cut by
@@ -12,11 +12,11 @@
 //!
 //! Input: one byte picks the chunk size, one the split point, the rest is data.
 #![no_main]
-use cairn_erasure::reduction::deflate::{
-    chunk_tokens, cut_stretch, first_member, spans, ChunkTokens, CutSizes, Piece, Span, SpanCutter,
-    StreamWalk,
-};
+use cairn_erasure::reduction::deflate::{chunk_tokens, ChunkTokens};
 use cairn_erasure::reduction::encode::rebuild;
+use cairn_erasure::reduction::streams::{
+    cut_stretch, first_member, spans, CutSizes, Piece, Span, SpanCutter, StreamWalk,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn check(chunk: &[u8], ct: &ChunkTokens) {

@@ -22,8 +22,6 @@
 
 use std::sync::Arc;
 
-use super::features::gear;
-
 /// A stream that is not valid deflate (or tokens that do not describe one).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Invalid;
@@ -57,7 +55,7 @@ const CTL_STOP: u8 = 2;
 const CTL_GAP: u8 = 3;
 
 /// Reads `n` ≤ 32 bits at bit `pos` of `data` (LSB first), zeros past the end.
-fn peek(data: &[u8], pos: u64, n: u32) -> u32 {
+pub(super) fn peek(data: &[u8], pos: u64, n: u32) -> u32 {
     let byte = (pos >> 3) as usize;
     let mut v = 0u64;
     if byte + 8 <= data.len() {
@@ -221,9 +219,9 @@ impl Tables {
 }
 
 /// A bit reader that notes whether it looked past the end of its data.
-struct Reader<'a> {
-    data: &'a [u8],
-    overrun: bool,
+pub(super) struct Reader<'a> {
+    pub(super) data: &'a [u8],
+    pub(super) overrun: bool,
 }
 
 impl Reader<'_> {
@@ -268,6 +266,11 @@ pub struct Header {
 }
 
 impl Header {
+    /// Whether both codes leave no bit pattern undecodable (zlib's always do).
+    pub(super) fn complete(&self) -> bool {
+        self.tables.lit.complete && self.tables.dist.complete
+    }
+
     fn last(&self) -> bool {
         self.bits.first().is_some_and(|b| b & 1 == 1)
     }
@@ -275,7 +278,7 @@ impl Header {
 
 /// Parses the header bits of a block at `pos` (BFINAL, BTYPE and what
 /// follows); returns the block it opens and the position after the header.
-fn parse_header(r: &mut Reader, start: u64) -> Res<(Block, u64)> {
+pub(super) fn parse_header(r: &mut Reader, start: u64) -> Res<(Block, u64)> {
     let mut pos = start;
     let last = r.take(&mut pos, 1) == 1;
     let tables = match r.take(&mut pos, 2) {
@@ -407,7 +410,7 @@ pub fn get_varint(src: &[u8], at: &mut usize) -> Res<u64> {
 }
 
 impl Tokens {
-    fn record(&mut self, code: u8, dist: u16) {
+    pub(super) fn record(&mut self, code: u8, dist: u16) {
         put_varint(&mut self.buf, self.lits.len() as u64);
         self.buf.extend_from_slice(&self.lits);
         self.lits.clear();
@@ -416,7 +419,7 @@ impl Tokens {
     }
 
     /// Appends the bits `from..to` of `data` verbatim (between two streams).
-    fn gap(&mut self, data: &[u8], from: u64, to: u64) {
+    pub(super) fn gap(&mut self, data: &[u8], from: u64, to: u64) {
         self.record(CTL_GAP, 0);
         self.bits(data, from, to);
     }
@@ -488,7 +491,7 @@ impl Parser {
 
     /// [`Parser::parse`] into any sink, which may also stop it after an item
     /// ([`Stop::Cut`]).
-    fn parse_into<S: Sink>(
+    pub(super) fn parse_into<S: Sink>(
         &mut self,
         data: &[u8],
         mut pos: u64,
@@ -545,7 +548,7 @@ impl Parser {
 
     /// Steps over the one item at `pos`; its end, or `None` past the end of
     /// the stream or where it is not valid deflate.
-    fn skip_one(&mut self, data: &[u8], pos: u64) -> Option<u64> {
+    pub(super) fn skip_one(&mut self, data: &[u8], pos: u64) -> Option<u64> {
         let mut r = Reader {
             data,
             overrun: false,
@@ -626,24 +629,6 @@ impl Parser {
             }
         }
     }
-}
-
-/// Offsets where the deflate data of a zip member starts in `data` (see
-/// [`zip_member_data`]), ascending.
-pub fn stream_starts(data: &[u8]) -> Vec<usize> {
-    members(data).map(|(start, _)| start).collect()
-}
-
-/// Offset of the first zip member's local header in `data` (deflated or not).
-pub fn first_member(data: &[u8]) -> Option<usize> {
-    memchr::memmem::find_iter(data, b"PK\x03\x04").find(|&at| {
-        data.get(at..at + 30)
-            .is_some_and(|h| u16::from_le_bytes([h[8], h[9]]) <= 99)
-    })
-}
-
-fn members(data: &[u8]) -> impl Iterator<Item = (usize, Option<usize>)> + '_ {
-    memchr::memmem::find_iter(data, b"PK\x03\x04").filter_map(|at| zip_member(data, at))
 }
 
 /// The deflate items that lie wholly inside one chunk, and how to rebuild
@@ -735,134 +720,6 @@ pub fn chunk_tokens(chunk: &[u8], start: &TokenStart) -> Vec<u8> {
     t.finish()
 }
 
-/// Follows the deflate streams of the zip members in an extent through its
-/// chunks, in order, parsing only as far as a chunk that wants its tokens
-/// needs (chunks that dedup are never parsed unless a later chunk of the
-/// same stream needs the parser to pass through them). A stream ends where
-/// the next member's data starts at the latest.
-pub struct StreamWalk<'a> {
-    data: &'a [u8],
-    /// Bits where streams start, ascending.
-    starts: Vec<u64>,
-    /// The first start not yet begun.
-    next: usize,
-    cur: Option<(Parser, u64)>,
-}
-
-impl<'a> StreamWalk<'a> {
-    /// A walk over the streams of `data` (an extent) that start in it,
-    /// but for the members in `skip` (cut by a [`SpanCutter`]).
-    pub fn new(data: &'a [u8], skip: &[Span]) -> StreamWalk<'a> {
-        let starts = members(data)
-            .filter(|(s, _)| !skip.iter().any(|sp| (sp.header..sp.end).contains(s)))
-            .map(|(s, _)| s as u64 * 8)
-            .collect();
-        StreamWalk {
-            data,
-            starts,
-            next: 0,
-            cur: None,
-        }
-    }
-
-    /// Bit of the next member start not yet begun.
-    fn next_start(&mut self) -> Option<u64> {
-        self.starts.get(self.next).copied()
-    }
-
-    /// Begins the next stream when it starts before `bit`.
-    fn begin_before(&mut self, bit: u64) -> bool {
-        match self.next_start() {
-            Some(s) if s < bit => {
-                self.next += 1;
-                self.cur = Some((Parser::new(Block::Boundary), s));
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Brings the parser to the first item boundary at or after bit `at` of
-    /// the stream that covers it, if any.
-    fn sync(&mut self, at: u64) {
-        loop {
-            if self.cur.is_none() && !self.begin_before(at) {
-                return;
-            }
-            let cut = self.next_start().unwrap_or(u64::MAX);
-            let Some((parser, pos)) = &mut self.cur else {
-                return;
-            };
-            if *pos >= at {
-                return;
-            }
-            let (p, stop) = parser.parse(self.data, *pos, at.min(cut), None);
-            *pos = p;
-            if stop == Stop::Limit && at <= cut {
-                if p >= at {
-                    return;
-                }
-                // An item straddles `at`: its bits go with the chunk it starts in.
-                match parser.skip_one(self.data, p) {
-                    Some(end) if end <= cut => {
-                        *pos = end;
-                        return;
-                    }
-                    _ => {}
-                }
-            }
-            self.cur = None;
-        }
-    }
-
-    /// The tokens of the chunk of bytes `start..end` of the extent, when
-    /// deflate streams cover at least half of it. Chunks must be asked for
-    /// in order; ones not asked for are passed over.
-    pub fn chunk(&mut self, start: usize, end: usize) -> Option<ChunkTokens> {
-        let (cs, ce) = (start as u64 * 8, end as u64 * 8);
-        self.sync(cs);
-        let mut t = Tokens::default();
-        let mut first: Option<(u64, Block)> = None;
-        let mut streams = Vec::new();
-        let (mut last, mut covered) = (cs, 0u64);
-        loop {
-            if self.cur.is_none() && !self.begin_before(ce) {
-                break;
-            }
-            let cut = self.next_start().unwrap_or(u64::MAX);
-            let (parser, pos) = self.cur.as_mut()?;
-            if *pos >= ce {
-                break;
-            }
-            match &first {
-                None => first = Some((*pos, parser.block().clone())),
-                Some(_) if *pos < last => break,
-                Some(_) => {
-                    t.gap(self.data, last, *pos);
-                    streams.push(*pos - cs);
-                }
-            }
-            let (p, stop) = parser.parse(self.data, *pos, ce.min(cut), Some(&mut t));
-            covered += p - *pos;
-            (*pos, last) = (p, p);
-            if stop == Stop::Limit && ce <= cut {
-                break;
-            }
-            self.cur = None;
-        }
-        let (first, block) = first?;
-        (covered * 2 >= ce - cs).then(|| ChunkTokens {
-            start: TokenStart {
-                block,
-                prefix_bits: first - cs,
-                end_bits: last - cs,
-                streams,
-            },
-            tokens: t.finish(),
-        })
-    }
-}
-
 /// Parses the literals and matches of a Huffman block from `pos` for as
 /// long as each ends by `limit` and an 8-byte load at it stays inside
 /// `data` (one load per item); returns where it stopped, leaving the end of
@@ -939,7 +796,7 @@ fn huffman_run<S: Sink>(
 
 /// Where parsed items go; each method says whether to stop after the item
 /// (which ends at bit `end`).
-trait Sink {
+pub(super) trait Sink {
     fn literal(&mut self, b: u8, end: u64) -> bool;
     fn matched(&mut self, len: u16, dist: u16, end: u64) -> bool;
     fn end_of_block(&mut self) -> bool;
@@ -991,321 +848,6 @@ impl Sink for Discard {
 
     fn header(&mut self, _: &[u8], _: u64, _: u64) -> bool {
         false
-    }
-}
-
-/// A zip member large enough to be cut by its deflate tokens (see [`SpanCutter`]).
-#[derive(Clone, Copy, Debug)]
-pub struct Span {
-    /// Offset of its local header in the extent.
-    pub header: usize,
-    /// Offset of its deflate data.
-    pub data: usize,
-    /// Offset just past its deflate data (may lie past the extent's end).
-    pub end: usize,
-}
-
-/// The deflated members of at least `min` compressed bytes whose header
-/// gives their size, ascending and not overlapping.
-pub fn spans(data: &[u8], min: usize) -> Vec<Span> {
-    let mut out: Vec<Span> = Vec::new();
-    for at in memchr::memmem::find_iter(data, b"PK\x03\x04") {
-        if out.last().is_some_and(|s| at < s.end) {
-            continue;
-        }
-        if let Some((start, Some(size))) = zip_member(data, at) {
-            if size >= min {
-                out.push(Span {
-                    header: at,
-                    data: start,
-                    end: start + size,
-                });
-            }
-        }
-    }
-    out
-}
-
-/// Most bits of a block [`resync`] decodes to find its end (zlib's blocks
-/// hold 16 Ki symbols; a longer one is not taken).
-const RESYNC_BLOCK_BITS: u64 = 256 << 13;
-
-/// A cheap first test of a dynamic block header at `bit`, before building
-/// its tables: BTYPE 2, at most 286 literal/length and 30 distance codes,
-/// and code-length code lengths that make a complete code (zlib's always do).
-fn plausible_dynamic_header(data: &[u8], bit: u64) -> bool {
-    let v = peek(data, bit, 17);
-    if (v >> 1) & 3 != 2 || (v >> 3) & 31 > 29 || (v >> 8) & 31 > 29 {
-        return false;
-    }
-    let hclen = ((v >> 13) & 15) as u64 + 4;
-    let mut kraft = 0u32;
-    for i in 0..hclen {
-        let l = peek(data, bit + 17 + 3 * i, 3);
-        if l > 0 {
-            kraft += 1 << (7 - l);
-        }
-    }
-    kraft == 1 << 7
-}
-
-/// Stops after the block that a parse starts in, at the next header.
-struct UntilNextHeader;
-
-impl Sink for UntilNextHeader {
-    fn literal(&mut self, _: u8, _: u64) -> bool {
-        false
-    }
-
-    fn matched(&mut self, _: u16, _: u16, _: u64) -> bool {
-        false
-    }
-
-    fn end_of_block(&mut self) -> bool {
-        false
-    }
-
-    fn header(&mut self, _: &[u8], _: u64, _: u64) -> bool {
-        true
-    }
-}
-
-/// Where a parse can begin in deflate data entered at an unknown point (an
-/// extent that starts inside a member: extents of one object are migrated
-/// in no particular order, so the parser state at the end of the last one
-/// is not at hand): the first bit from `from`, within `window` bits, where
-/// a dynamic Huffman block header with complete codes begins whose block
-/// decodes to its end and is followed by another valid header, or ends the
-/// stream right before a zip record. A false find only costs tokens that
-/// do not delta; what is stored is checked either way.
-pub fn resync(data: &[u8], from: u64, window: u64) -> Option<u64> {
-    let end = data.len() as u64 * 8;
-    let mut r = Reader {
-        data,
-        overrun: false,
-    };
-    for bit in from..from.saturating_add(window).min(end) {
-        if !plausible_dynamic_header(data, bit) {
-            continue;
-        }
-        let Ok((Block::Huffman(h), after)) = parse_header(&mut r, bit) else {
-            continue;
-        };
-        if !(h.tables.lit.complete && h.tables.dist.complete) {
-            continue;
-        }
-        let mut parser = Parser::new(Block::Huffman(h));
-        let limit = end.min(after + RESYNC_BLOCK_BITS);
-        let (p, stop) = parser.parse_into(data, after, limit, &mut UntilNextHeader);
-        let next = (p.div_ceil(8) as usize).min(data.len());
-        let found = match stop {
-            // The next block's header parsed too (complete codes if Huffman).
-            Stop::Cut => match parser.block() {
-                Block::Huffman(h) => h.tables.lit.complete && h.tables.dist.complete,
-                _ => true,
-            },
-            // A final block: the member ends there, before the next record
-            // of the zip (any block ends at some end-of-block code).
-            Stop::End => data[next..].starts_with(b"PK"),
-            _ => false,
-        };
-        if found {
-            return Some(bit);
-        }
-    }
-    None
-}
-
-/// Cuts the deflate data `data` (an extent) starts in, up to `head` (its
-/// first member header), by tokens from the block [`resync`] finds within
-/// `window` bytes, the bits before it going verbatim with the first piece;
-/// `None` where the stretch is shorter than an average piece, does not
-/// look compressed, or holds no block to go on from.
-pub fn cut_stretch(data: &[u8], head: usize, window: usize, sizes: CutSizes) -> Option<Vec<Piece>> {
-    if head < sizes.avg || !looks_compressed(data) {
-        return None;
-    }
-    let bit = resync(data, 0, window as u64 * 8)?;
-    Some(SpanCutter::at(bit, head as u64 * 8).cut(data, 0, sizes))
-}
-
-/// Whether `data` looks like compressed bytes (a byte entropy of 7.9 bits
-/// or more over its first 8 KiB): only then is [`resync`] worth trying.
-pub fn looks_compressed(data: &[u8]) -> bool {
-    let sample = &data[..data.len().min(8 << 10)];
-    if sample.len() < 4096 {
-        return false;
-    }
-    super::features::byte_entropy(sample.iter().copied()) >= 7.9
-}
-
-/// Sizes of the pieces a [`SpanCutter`] cuts, in bytes of the stream.
-#[derive(Clone, Copy, Debug)]
-pub struct CutSizes {
-    /// Smallest piece (but the last of a member).
-    pub min: usize,
-    /// Average piece.
-    pub avg: usize,
-    /// Largest piece.
-    pub max: usize,
-}
-
-/// One piece of a large member: its length and, when deflate items cover
-/// at least half of it, its tokens.
-pub struct Piece {
-    /// Bytes of the extent.
-    pub len: usize,
-    /// The piece's tokens.
-    pub tokens: Option<ChunkTokens>,
-}
-
-/// A sink that keeps tokens and cuts where a Gear hash of the literals and
-/// matches (not of block headers: the block structure shifts between two
-/// builds of a file) meets a mask, between a minimum and a maximum size.
-struct Cutting {
-    tokens: Tokens,
-    h: u64,
-    from: u64,
-    min: u64,
-    max: u64,
-    mask: u64,
-}
-
-impl Cutting {
-    #[inline(always)]
-    fn cut(&self, end: u64) -> bool {
-        let n = end - self.from;
-        (n >= self.min && self.h & self.mask == 0) || n >= self.max
-    }
-}
-
-impl Sink for Cutting {
-    #[inline(always)]
-    fn literal(&mut self, b: u8, end: u64) -> bool {
-        self.tokens.lits.push(b);
-        self.h = gear(self.h, b);
-        self.cut(end)
-    }
-
-    #[inline(always)]
-    fn matched(&mut self, len: u16, dist: u16, end: u64) -> bool {
-        self.tokens.record((len - 3) as u8, dist);
-        self.h = gear(
-            gear(gear(self.h, (len - 3) as u8), dist as u8),
-            (dist >> 8) as u8,
-        );
-        self.cut(end)
-    }
-
-    fn end_of_block(&mut self) -> bool {
-        self.tokens.end_of_block()
-    }
-
-    fn header(&mut self, data: &[u8], from: u64, to: u64) -> bool {
-        self.tokens.header(data, from, to)
-    }
-}
-
-/// Cuts a large zip member where its tokens say (content-defined on the
-/// LZ77 content, not on the deflated bits): two builds of a library whose
-/// deflated bytes differ everywhere after the first change then cut their
-/// unchanged stretches alike, so that each piece finds an earlier piece
-/// with the same content to delta against, and identical members still cut
-/// identically (dedup). Parses the member once; each piece comes with its
-/// tokens.
-pub struct SpanCutter {
-    parser: Parser,
-    /// Next item's first bit, in the extent.
-    pos: u64,
-    /// Bit where the member's data ends, in the extent.
-    end: u64,
-    h: u64,
-    /// Whether the stream has ended or turned out not to be deflate.
-    done: bool,
-}
-
-impl SpanCutter {
-    /// A cutter for `span`'s data.
-    pub fn new(span: &Span) -> SpanCutter {
-        SpanCutter::at(span.data as u64 * 8, span.end as u64 * 8)
-    }
-
-    /// A cutter for deflate data whose block starts at bit `pos` and which
-    /// ends by bit `end` (see [`resync`]).
-    pub fn at(pos: u64, end: u64) -> SpanCutter {
-        SpanCutter {
-            parser: Parser::new(Block::Boundary),
-            pos,
-            end,
-            h: 0,
-            done: false,
-        }
-    }
-
-    /// Cuts `data[start..]` up to the member's end or the extent's, whichever
-    /// is first.
-    pub fn cut(mut self, data: &[u8], mut start: usize, sizes: CutSizes) -> Vec<Piece> {
-        let stop_byte = (self.end.div_ceil(8) as usize).min(data.len());
-        let limit = self.end.min(stop_byte as u64 * 8);
-        let bits = (sizes.avg.saturating_sub(sizes.min)).max(2).ilog2();
-        let mut out = Vec::new();
-        while start < stop_byte {
-            let cs = start as u64 * 8;
-            while !self.done && self.pos < cs {
-                // Items after the last cut in its last byte, and the one that
-                // straddles the boundary, go to neither piece's tokens.
-                match self.parser.skip_one(data, self.pos) {
-                    Some(e) if e <= limit => self.pos = e,
-                    _ => self.done = true,
-                }
-            }
-            if self.done || self.pos >= limit {
-                // What is left: plain pieces.
-                let len = (stop_byte - start).min(sizes.max);
-                out.push(Piece { len, tokens: None });
-                start += len;
-                continue;
-            }
-            let first = self.pos;
-            let block = self.parser.block().clone();
-            let mut sink = Cutting {
-                tokens: Tokens::default(),
-                h: self.h,
-                from: cs,
-                min: sizes.min as u64 * 8,
-                max: (sizes.max as u64 - 1) * 8,
-                mask: !0u64 << (64 - bits),
-            };
-            // No piece grows past the maximum, whatever its last item.
-            let cap = start + sizes.max;
-            let piece_limit = limit.min(cap as u64 * 8);
-            let (p, stop) = self.parser.parse_into(data, first, piece_limit, &mut sink);
-            (self.pos, self.h) = (p, sink.h);
-            let end = match stop {
-                Stop::Cut => (p.div_ceil(8) as usize).min(stop_byte),
-                Stop::Limit => cap.min(stop_byte),
-                Stop::End | Stop::Invalid => {
-                    self.done = true;
-                    (p.div_ceil(8) as usize).clamp(start + 1, cap.min(stop_byte))
-                }
-            };
-            let len_bits = (end - start) as u64 * 8;
-            let tokens = ((p - first) * 2 >= len_bits).then(|| ChunkTokens {
-                start: TokenStart {
-                    block,
-                    prefix_bits: first - cs,
-                    end_bits: p - cs,
-                    streams: Vec::new(),
-                },
-                tokens: sink.tokens.finish(),
-            });
-            out.push(Piece {
-                len: end - start,
-                tokens,
-            });
-            start = end;
-        }
-        out
     }
 }
 
@@ -1556,36 +1098,9 @@ pub fn get_block(src: &[u8], at: &mut usize) -> Res<Block> {
     }
 }
 
-/// Where the deflate data of a zip member whose local header starts at
-/// `at` begins (method 8, not encrypted), if the header is whole in `data`.
-pub fn zip_member_data(data: &[u8], at: usize) -> Option<usize> {
-    zip_member(data, at).map(|(start, _)| start)
-}
-
-/// [`zip_member_data`] and the compressed size the header gives (`None`
-/// when the size follows the data in a descriptor).
-fn zip_member(data: &[u8], at: usize) -> Option<(usize, Option<usize>)> {
-    let h = data.get(at..at.checked_add(30)?)?;
-    if &h[..4] != b"PK\x03\x04" {
-        return None;
-    }
-    let flags = u16::from_le_bytes([h[6], h[7]]);
-    let method = u16::from_le_bytes([h[8], h[9]]);
-    if method != 8 || flags & 1 != 0 {
-        return None;
-    }
-    let name = u16::from_le_bytes([h[26], h[27]]) as usize;
-    let extra = u16::from_le_bytes([h[28], h[29]]) as usize;
-    let start = at + 30 + name + extra;
-    let size = u32::from_le_bytes([h[18], h[19], h[20], h[21]]) as usize;
-    let size = (flags & 8 == 0).then_some(size);
-    (start < data.len()).then_some((start, size))
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use proptest::prelude::*;
 
     /// Lines of made-up source code (deflate finds matches and builds dynamic tables).
     pub(crate) fn source_text(lines: usize, seed: u64) -> Vec<u8> {
@@ -1749,160 +1264,5 @@ pub(crate) mod tests {
         // A match before any block header.
         let mut w = BitWriter::default();
         assert!(encode(Block::Boundary, &[0, 0, 1, 0], &mut w).is_err());
-    }
-
-    /// The members of the walk tests: text deflated, a stored member, a
-    /// tiny one, a large one of random bytes.
-    fn test_zip(seed: u64) -> Vec<u8> {
-        let random: Vec<u8> = crate::reduction::chunker::tests::xorshift(seed)
-            .take(30_000)
-            .map(|x| (x % 7) as u8)
-            .collect();
-        let text = source_text(6000, seed);
-        zip(&[
-            ("a.py", &text[..text.len() / 3], true),
-            ("b.txt", b"stored member", false),
-            ("c", b"x", true),
-            ("d.so", &random, true),
-            ("e.py", &text, true),
-        ])
-    }
-
-    /// Checks one walk chunk: its tokens rebuild its bytes, and the chunk
-    /// alone parses to the same tokens (what a delta against it decodes with).
-    fn check_chunk(chunk: &[u8], ct: &ChunkTokens) {
-        let tail = &chunk[(ct.start.end_bits / 8) as usize..];
-        let rebuilt = crate::reduction::encode::rebuild(
-            chunk.len(),
-            &ct.start.block,
-            (chunk, ct.start.prefix_bits),
-            &ct.tokens,
-            (tail, ct.start.end_bits),
-        );
-        assert_eq!(rebuilt.as_deref(), Some(chunk));
-        assert_eq!(chunk_tokens(chunk, &ct.start), ct.tokens);
-    }
-
-    /// Does what the reducer does with an extent's deflate data (large
-    /// members and a member the extent starts in by the cutter, the rest
-    /// walked in `chunk`-byte pieces, `asked` saying which) and checks every
-    /// piece with tokens; returns the bytes that came with tokens.
-    pub(crate) fn check_extent(ext: &[u8], sizes: CutSizes, chunk: usize, asked: &[bool]) -> usize {
-        let mut with = 0;
-        let mut at = 0;
-        let mut cut = Vec::new();
-        let found = spans(ext, 4 * sizes.avg);
-        let head = first_member(ext).unwrap_or(ext.len());
-        let mut check_pieces = |pieces: &[Piece], mut off: usize| {
-            for p in pieces {
-                assert!(p.len > 0 && p.len <= sizes.max, "piece of {} bytes", p.len);
-                if let Some(ct) = &p.tokens {
-                    check_chunk(&ext[off..off + p.len], ct);
-                    with += p.len;
-                }
-                off += p.len;
-            }
-            off
-        };
-        if let Some(pieces) = cut_stretch(ext, head, 1 << 17, sizes) {
-            at = check_pieces(&pieces, 0);
-            assert_eq!(at, head);
-            cut.push(Span {
-                header: 0,
-                data: 0,
-                end: at,
-            });
-        }
-        for span in found {
-            if span.header < at {
-                continue;
-            }
-            let pieces = SpanCutter::new(&span).cut(ext, span.header, sizes);
-            at = check_pieces(&pieces, span.header);
-            assert_eq!(
-                at,
-                span.end.min(ext.len()),
-                "pieces do not cover the member"
-            );
-            cut.push(span);
-        }
-        let mut walk = StreamWalk::new(ext, &cut);
-        let mut off = 0;
-        for i in 0.. {
-            if off >= ext.len() {
-                break;
-            }
-            let end = (off + chunk).min(ext.len());
-            if asked[i % asked.len()] {
-                if let Some(ct) = walk.chunk(off, end) {
-                    check_chunk(&ext[off..end], &ct);
-                    with += end - off;
-                }
-            }
-            off = end;
-        }
-        with
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
-        #[test]
-        fn chunks_with_tokens_rebuild_and_parse_alone_alike(
-            seed in 1u64..1000,
-            chunk in 64usize..20_000,
-            asked in proptest::collection::vec(any::<bool>(), 1..8),
-            split in 0.0f64..1.0,
-        ) {
-            let data = test_zip(seed);
-            let at = (data.len() as f64 * split) as usize;
-            let sizes = CutSizes { min: 2048, avg: 8192, max: 32768 };
-            for ext in [&data[..at], &data[at..]] {
-                check_extent(ext, sizes, chunk, &asked);
-            }
-        }
-    }
-
-    /// An extent that starts inside a member (the rest of it begun in an
-    /// earlier extent) is found again at its next block and cut by tokens
-    /// from there; random bytes are not taken for deflate.
-    #[test]
-    fn an_extent_entered_inside_a_member_resyncs_at_a_block() {
-        let text = source_text(60_000, 4);
-        let stream = miniz_oxide::deflate::compress_to_vec(&text, 6);
-        let sizes = CutSizes {
-            min: 2048,
-            avg: 8192,
-            max: 32768,
-        };
-        for skip in [1, 1000, 77_777] {
-            let ext = &stream[skip..];
-            let bit = resync(ext, 0, 1 << 20).expect("a block to go on from");
-            assert!(bit < 200_000 * 8, "{bit}");
-            let with = check_extent(ext, sizes, 4096, &[true]);
-            assert!(with * 10 >= ext.len() * 8, "{with} of {}", ext.len());
-        }
-        let random: Vec<u8> = crate::reduction::chunker::tests::xorshift(11)
-            .take(64 << 10)
-            .flat_map(|x| x.to_le_bytes())
-            .collect();
-        assert!(looks_compressed(&random));
-        assert_eq!(resync(&random, 0, 1 << 20), None);
-    }
-
-    #[test]
-    fn a_walk_finds_the_tokens_of_every_deflated_member() {
-        let data = test_zip(9);
-        let mut walk = StreamWalk::new(&data, &[]);
-        let (mut with, mut off) = (0, 0);
-        while off < data.len() {
-            let end = (off + 4096).min(data.len());
-            if let Some(ct) = walk.chunk(off, end) {
-                check_chunk(&data[off..end], &ct);
-                with += end - off;
-            }
-            off = end;
-        }
-        // Everything but the headers, the stored member and the directory.
-        assert!(with * 10 >= data.len() * 9, "{with} of {}", data.len());
     }
 }

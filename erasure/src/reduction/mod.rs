@@ -17,6 +17,7 @@ pub mod chunker;
 pub mod deflate;
 pub mod encode;
 pub mod features;
+pub mod streams;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,13 +30,14 @@ use crate::error::{LayoutError, Result};
 use crate::records;
 use crate::reduce::{ReducedChunk, Reducer, ENCODING_RAW};
 use chunker::{Cut, Sizes};
-use deflate::{ChunkTokens, CutSizes, Span, SpanCutter, StreamWalk, TokenStart};
+use deflate::{ChunkTokens, TokenStart};
 use encode::{
     ElementDelta, ENCODING_DELTA, ENCODING_DELTA_PLANES, ENCODING_SPLIT_PLANES,
     ENCODING_STREAM_RAW, ENCODING_SUB_PLANES, ENCODING_TOKENS_DELTA, ENCODING_XOR_PLANES,
     ENCODING_ZSTD, ENCODING_ZSTD_PLANES, ZSTD_DICT_MAGIC,
 };
 use features::SUPER_FEATURES;
+use streams::{CutSizes, Span, SpanCutter, StreamWalk};
 
 /// Prefix of the fingerprint records: `layout/rd/chunk/<id u64 BE>` →
 /// `[version 1][blake3 of the logical bytes, 32 bytes]`.
@@ -612,7 +614,7 @@ impl SimilarityReducer {
                 avg: sz.avg,
                 max: sz.max,
             };
-            let piece = |p: deflate::Piece| {
+            let piece = |p: streams::Piece| {
                 let cut = Cut {
                     len: p.len,
                     layout: None,
@@ -620,10 +622,10 @@ impl SimilarityReducer {
                 };
                 (cut, p.tokens)
             };
-            let found = deflate::spans(extent, SPAN_MIN);
+            let found = streams::spans(extent, SPAN_MIN);
             // Deflate data before the first member header: the rest of a
             // member that began in an earlier extent.
-            let head = deflate::first_member(extent).unwrap_or(extent.len());
+            let head = streams::first_member(extent).unwrap_or(extent.len());
             // An extent without a member header is searched only shortly
             // after large members went by (random bytes look compressed
             // too, and searching them costs some 5 ms per extent).
@@ -634,7 +636,7 @@ impl SimilarityReducer {
                 st.zip_recently > 0
             };
             let stretch = (!headerless || recent)
-                .then(|| deflate::cut_stretch(extent, head, RESYNC_WINDOW, sizes))
+                .then(|| streams::cut_stretch(extent, head, RESYNC_WINDOW, sizes))
                 .flatten();
             if let Some(pieces) = stretch {
                 at = pieces.iter().map(|p| p.len).sum();
