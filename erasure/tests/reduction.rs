@@ -388,10 +388,35 @@ fn crash_cfg(root: &std::path::Path) -> cairn_erasure::LayoutConfig {
     cfg
 }
 
+/// A zip holding `data` as one deflated member.
+fn zip_of(data: &[u8]) -> Bytes {
+    let body = miniz_oxide::deflate::compress_to_vec(data, 6);
+    let mut z = b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec();
+    z.extend_from_slice(&[0; 8]);
+    z.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    z.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    z.extend_from_slice(&7u16.to_le_bytes());
+    z.extend_from_slice(&0u16.to_le_bytes());
+    z.extend_from_slice(b"lib.txt");
+    z.extend_from_slice(&body);
+    z.extend_from_slice(b"PK\x01\x02");
+    Bytes::from(z)
+}
+
 /// Extent contents for the crash test: exact copies of a few templates
-/// (dedup), templates with seeded edits (byte deltas), and dense updates of
-/// a few float tensors (difference deltas, found through delta locality).
+/// (dedup), templates with seeded edits (byte deltas), dense updates of a
+/// few float tensors (difference deltas, found through delta locality), and
+/// zips of an edited template (deflate token deltas).
 fn crash_data(seed: u64) -> Bytes {
+    if seed % 7 == 6 {
+        let mut v = log_lines(&mut rng(300), 1 << 20).to_vec();
+        let mut i = (seed as usize * 7919) % 20_000;
+        while i < v.len() {
+            v[i] = b'#';
+            i += 40_000;
+        }
+        return zip_of(&v);
+    }
     if seed % 5 == 4 {
         let mut w = floats(&mut rng(200 + seed % 2), 80_000);
         let mut g = rng(seed);
