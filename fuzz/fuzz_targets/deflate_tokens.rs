@@ -1,9 +1,8 @@
 //! Deflate tokens of zip members (`cairn_erasure::reduction::{deflate, streams}`), on any bytes.
 //!
-//! Each extent is handled as the reducer does: deflate data before the first member header
-//! (the rest of a member begun in an earlier extent) found again with `resync` and cut by
-//! `SpanCutter`, large members cut by `SpanCutter`, and the rest walked chunk by chunk with
-//! `StreamWalk`; the input is split into two extents, so that the second may start inside a
+//! Each extent is handled as the reducer does: `cut_deflate` (deflate data before the first
+//! member header found again with `resync`, large members cut by their tokens), and the rest
+//! walked chunk by chunk with `StreamWalk`; the input is split into two extents, so that the second may start inside a
 //! member. For every chunk that comes with tokens:
 //! - its verbatim prefix, its tokens and its verbatim tail rebuild exactly its bytes, and
 //! - the chunk alone parses to the same tokens (what a delta against it decodes with);
@@ -14,9 +13,7 @@
 #![no_main]
 use cairn_erasure::reduction::deflate::{chunk_tokens, ChunkTokens};
 use cairn_erasure::reduction::encode::rebuild;
-use cairn_erasure::reduction::streams::{
-    cut_stretch, first_member, spans, CutSizes, Piece, Span, SpanCutter, StreamWalk,
-};
+use cairn_erasure::reduction::streams::{cut_deflate, first_member, CutSizes, Piece, StreamWalk};
 use libfuzzer_sys::fuzz_target;
 
 fn check(chunk: &[u8], ct: &ChunkTokens) {
@@ -67,32 +64,18 @@ fuzz_target!(|input: &[u8]| {
         max: chunk * 4,
     };
     for ext in [&data[..at], &data[at..]] {
-        let mut off = 0;
-        let mut cut_spans = Vec::new();
         let head = first_member(ext).unwrap_or(ext.len());
-        if let Some(pieces) = cut_stretch(ext, head, 1 << 13, sizes) {
-            off = check_pieces(ext, &pieces, 0, sizes);
-            assert_eq!(off, head, "pieces do not cover the stretch");
-            cut_spans.push(Span {
-                header: 0,
-                data: 0,
-                end: off,
-            });
+        let cuts = cut_deflate(ext, sizes, 1 << 13, 64, true, |_| Err(()));
+        for (run, span) in cuts.runs.iter().zip(&cuts.spans) {
+            let off = check_pieces(ext, &run.pieces, run.start, sizes);
+            let end = if span.data == 0 {
+                head
+            } else {
+                span.end.min(ext.len())
+            };
+            assert_eq!(off, end, "pieces do not cover their stretch");
         }
-        for span in spans(ext, 64) {
-            if span.header < off {
-                continue;
-            }
-            let pieces = SpanCutter::new(&span).cut(ext, span.header, sizes);
-            off = check_pieces(ext, &pieces, span.header, sizes);
-            assert_eq!(
-                off,
-                span.end.min(ext.len()),
-                "pieces do not cover the member"
-            );
-            cut_spans.push(span);
-        }
-        let mut walk = StreamWalk::new(ext, &cut_spans);
+        let mut walk = StreamWalk::new(ext, &cuts.spans);
         let mut off = 0;
         while off < ext.len() {
             let end = (off + chunk).min(ext.len());

@@ -83,15 +83,22 @@ const ZIP_HEADER_BYTES: usize = 30;
 /// defined ranges and a name of 1 to 4096 bytes. A false match only costs
 /// an extra cut.
 fn member_starts(data: &[u8]) -> Vec<usize> {
-    let le16 = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
     memchr::memmem::find_iter(data, ZIP_LOCAL_HEADER)
-        .filter(|&at| {
-            let Some(h) = data.get(at..at + ZIP_HEADER_BYTES) else {
-                return false;
-            };
-            le16(h, 4) <= 63 && le16(h, 8) <= 99 && (1..=4096).contains(&le16(h, 26))
-        })
+        .filter(|&at| zip_header_at(data, at))
         .collect()
+}
+
+/// Whether a plausible zip local file header starts at `at` of `data` (see
+/// `member_starts`).
+pub(crate) fn zip_header_at(data: &[u8], at: usize) -> bool {
+    let le16 = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
+    let Some(h) = data.get(at..at + ZIP_HEADER_BYTES) else {
+        return false;
+    };
+    h.starts_with(ZIP_LOCAL_HEADER)
+        && le16(h, 4) <= 63
+        && le16(h, 8) <= 99
+        && (1..=4096).contains(&le16(h, 26))
 }
 
 /// Windows a float run must span to be cut as floats: a lone window that

@@ -796,11 +796,22 @@ fn huffman_run<S: Sink>(
 
 /// Where parsed items go; each method says whether to stop after the item
 /// (which ends at bit `end`).
+/// By default it keeps nothing and never stops.
 pub(super) trait Sink {
-    fn literal(&mut self, b: u8, end: u64) -> bool;
-    fn matched(&mut self, len: u16, dist: u16, end: u64) -> bool;
-    fn end_of_block(&mut self) -> bool;
-    fn header(&mut self, data: &[u8], from: u64, to: u64) -> bool;
+    #[inline(always)]
+    fn literal(&mut self, _b: u8, _end: u64) -> bool {
+        false
+    }
+    #[inline(always)]
+    fn matched(&mut self, _len: u16, _dist: u16, _end: u64) -> bool {
+        false
+    }
+    fn end_of_block(&mut self) -> bool {
+        false
+    }
+    fn header(&mut self, _data: &[u8], _from: u64, _to: u64) -> bool {
+        false
+    }
 }
 
 impl Sink for Tokens {
@@ -831,25 +842,7 @@ impl Sink for Tokens {
 /// A sink that keeps nothing (passing over items).
 struct Discard;
 
-impl Sink for Discard {
-    #[inline(always)]
-    fn literal(&mut self, _: u8, _: u64) -> bool {
-        false
-    }
-
-    #[inline(always)]
-    fn matched(&mut self, _: u16, _: u16, _: u64) -> bool {
-        false
-    }
-
-    fn end_of_block(&mut self) -> bool {
-        false
-    }
-
-    fn header(&mut self, _: &[u8], _: u64, _: u64) -> bool {
-        false
-    }
-}
+impl Sink for Discard {}
 
 enum Item {
     Literal(u8),

@@ -37,7 +37,7 @@ use encode::{
     ENCODING_ZSTD, ENCODING_ZSTD_PLANES, ZSTD_DICT_MAGIC,
 };
 use features::SUPER_FEATURES;
-use streams::{CutSizes, Span, SpanCutter, StreamWalk};
+use streams::{CutSizes, Span, StreamWalk};
 
 /// Prefix of the fingerprint records: `layout/rd/chunk/<id u64 BE>` →
 /// `[version 1][blake3 of the logical bytes, 32 bytes]`.
@@ -622,82 +622,52 @@ impl SimilarityReducer {
                 };
                 (cut, p.tokens)
             };
-            let found = streams::spans(extent, SPAN_MIN);
-            // Deflate data before the first member header: the rest of a
-            // member that began in an earlier extent.
-            let head = streams::first_member(extent).unwrap_or(extent.len());
-            // An extent without a member header is searched only shortly
-            // after large members went by (random bytes look compressed
-            // too, and searching them costs some 5 ms per extent).
-            let headerless = head == extent.len();
+            // An extent without a member header is searched for deflate
+            // data only shortly after large members went by (random bytes
+            // look compressed too, and searching them costs ~5 ms).
             let recent = {
                 let mut st = self.state.lock();
                 st.zip_recently = st.zip_recently.saturating_sub(1);
                 st.zip_recently > 0
             };
-            let stretch = (!headerless || recent)
-                .then(|| streams::cut_stretch(extent, head, RESYNC_WINDOW, sizes))
-                .flatten();
-            if let Some(pieces) = stretch {
-                at = pieces.iter().map(|p| p.len).sum();
-                out.extend(pieces.into_iter().map(piece));
-                spans.push(Span {
-                    header: 0,
-                    data: 0,
-                    end: at,
-                });
-            }
-            for span in found {
-                if span.header < at {
-                    continue;
-                }
-                push_cuts(&mut out, at, span.header);
-                spans.push(span);
+            // A member seen before whose chunks are all still stored is cut
+            // as then, without parsing it.
+            let cuts = streams::cut_deflate(extent, sizes, RESYNC_WINDOW, SPAN_MIN, recent, |m| {
+                let key = *blake3::hash(m).as_bytes();
+                self.known_cuts(&key, m).ok_or(key)
+            });
+            if cuts.members > 0 {
                 self.state.lock().zip_recently = ZIP_RECENT_EXTENTS;
-                // A member seen before whose chunks are all still stored:
-                // its cuts again, without parsing it.
-                let whole = (span.end <= extent.len())
-                    .then(|| *blake3::hash(&extent[span.header..span.end]).as_bytes());
-                if let Some(lens) = whole.and_then(|k| self.known_cuts(&k, &extent[span.header..]))
-                {
-                    at = span.header;
-                    for len in lens {
-                        let cut = Cut {
-                            len,
-                            layout: None,
-                            sfs: None,
-                        };
-                        out.push((cut, None));
-                        at += len;
-                    }
-                    continue;
-                }
-                let pieces = SpanCutter::new(&span).cut(extent, span.header, sizes);
-                if let Some(k) = whole {
-                    self.remember_cuts(k, pieces.iter().map(|p| p.len as u32).collect());
-                }
-                at = span.header + pieces.iter().map(|p| p.len).sum::<usize>();
-                out.extend(pieces.into_iter().map(piece));
             }
+            for run in cuts.runs {
+                push_cuts(&mut out, at, run.start);
+                if let Some(key) = run.fresh {
+                    self.remember_cuts(key, run.pieces.iter().map(|p| p.len as u32).collect());
+                }
+                at = run.start + run.pieces.iter().map(|p| p.len).sum::<usize>();
+                out.extend(run.pieces.into_iter().map(piece));
+            }
+            spans = cuts.spans;
         }
         push_cuts(&mut out, at, extent.len());
         (out, spans)
     }
 
-    /// The remembered cuts of the member `key` starting `member`, when every
-    /// chunk they make is stored.
+    /// The remembered cuts of the member `key` (its bytes `member`), when
+    /// every chunk they make is stored.
     fn known_cuts(&self, key: &[u8; 32], member: &[u8]) -> Option<Vec<usize>> {
-        let lens = self.state.lock().span_cuts.get(key)?.clone();
+        let st = self.state.lock();
+        let lens = st.span_cuts.get(key)?;
         let mut off = 0;
         let mut out = Vec::with_capacity(lens.len());
-        for len in lens {
+        for &len in lens {
             let len = len as usize;
             let fp = *blake3::hash(member.get(off..off + len)?).as_bytes();
-            self.state.lock().fp.get(&fp)?;
+            st.fp.get(&fp)?;
             out.push(len);
             off += len;
         }
-        Some(out)
+        (off == member.len()).then_some(out)
     }
 
     fn remember_cuts(&self, key: [u8; 32], lens: Vec<u32>) {

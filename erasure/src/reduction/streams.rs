@@ -5,23 +5,16 @@
 //! chunks of small members are walked for their streams' tokens
 //! ([`StreamWalk`]). Every cut depends on the extent's bytes alone.
 
+use super::chunker::zip_header_at;
 use super::deflate::{
     parse_header, peek, Block, ChunkTokens, Parser, Reader, Sink, Stop, TokenStart, Tokens,
 };
 use super::features::gear;
 
-/// Offsets where the deflate data of a zip member starts in `data` (see
-/// [`zip_member_data`]), ascending.
-pub fn stream_starts(data: &[u8]) -> Vec<usize> {
-    members(data).map(|(start, _)| start).collect()
-}
-
-/// Offset of the first zip member's local header in `data` (deflated or not).
+/// Offset of the first zip member's local header in `data` (deflated or
+/// not; a plausible header as the chunker anchors its cuts at).
 pub fn first_member(data: &[u8]) -> Option<usize> {
-    memchr::memmem::find_iter(data, b"PK\x03\x04").find(|&at| {
-        data.get(at..at + 30)
-            .is_some_and(|h| u16::from_le_bytes([h[8], h[9]]) <= 99)
-    })
+    memchr::memmem::find_iter(data, b"PK\x03\x04").find(|&at| zip_header_at(data, at))
 }
 
 fn members(data: &[u8]) -> impl Iterator<Item = (usize, Option<usize>)> + '_ {
@@ -215,18 +208,6 @@ fn plausible_dynamic_header(data: &[u8], bit: u64) -> bool {
 struct UntilNextHeader;
 
 impl Sink for UntilNextHeader {
-    fn literal(&mut self, _: u8, _: u64) -> bool {
-        false
-    }
-
-    fn matched(&mut self, _: u16, _: u16, _: u64) -> bool {
-        false
-    }
-
-    fn end_of_block(&mut self) -> bool {
-        false
-    }
-
     fn header(&mut self, _: &[u8], _: u64, _: u64) -> bool {
         true
     }
@@ -276,6 +257,98 @@ pub fn resync(data: &[u8], from: u64, window: u64) -> Option<u64> {
         }
     }
     None
+}
+
+/// A stretch of an extent cut by deflate tokens: its pieces follow one
+/// another from `start`.
+pub struct Run<K> {
+    /// Offset in the extent.
+    pub start: usize,
+    /// The pieces, in order.
+    pub pieces: Vec<Piece>,
+    /// For a member whole in the extent that was cut afresh, the key its
+    /// cuts may be remembered under (see [`cut_deflate`]).
+    pub fresh: Option<K>,
+}
+
+/// What of an extent [`cut_deflate`] cut by tokens.
+pub struct DeflateCuts<K> {
+    /// The runs, in order and apart; the bytes between them are left to the
+    /// byte chunker.
+    pub runs: Vec<Run<K>>,
+    /// The stretches the runs cover (for [`StreamWalk::new`] to skip).
+    pub spans: Vec<Span>,
+    /// How many large members the extent holds.
+    pub members: usize,
+}
+
+/// Cuts what of `extent` is deflate data by its tokens: the stretch it
+/// starts in ([`cut_stretch`], searched where a member header follows or
+/// `search_headerless` says so) and every member of at least `min_member`
+/// compressed bytes ([`SpanCutter`]). `known` is asked about each member
+/// that lies whole in the extent, with its bytes: its cuts from an earlier
+/// time (the pieces then carry no tokens), or a key under which the fresh
+/// cuts may be remembered.
+pub fn cut_deflate<K>(
+    extent: &[u8],
+    sizes: CutSizes,
+    window: usize,
+    min_member: usize,
+    search_headerless: bool,
+    mut known: impl FnMut(&[u8]) -> Result<Vec<usize>, K>,
+) -> DeflateCuts<K> {
+    let found = spans(extent, min_member);
+    let mut out = DeflateCuts {
+        runs: Vec::new(),
+        spans: Vec::new(),
+        members: found.len(),
+    };
+    // Deflate data before the first member header: the rest of a member
+    // that began in an earlier extent.
+    let head = first_member(extent).unwrap_or(extent.len());
+    let mut at = 0;
+    if head < extent.len() || search_headerless {
+        if let Some(pieces) = cut_stretch(extent, head, window, sizes) {
+            at = pieces.iter().map(|p| p.len).sum();
+            out.spans.push(Span {
+                header: 0,
+                data: 0,
+                end: at,
+            });
+            out.runs.push(Run {
+                start: 0,
+                pieces,
+                fresh: None,
+            });
+        }
+    }
+    for span in found {
+        if span.header < at {
+            continue;
+        }
+        out.spans.push(span);
+        let whole = span.end <= extent.len();
+        let (pieces, fresh) = match whole.then(|| known(&extent[span.header..span.end])) {
+            Some(Ok(lens)) => {
+                let pieces = lens
+                    .into_iter()
+                    .map(|len| Piece { len, tokens: None })
+                    .collect();
+                (pieces, None)
+            }
+            remember => (
+                SpanCutter::new(&span).cut(extent, span.header, sizes),
+                remember.and_then(Result::err),
+            ),
+        };
+        at = span.header + pieces.iter().map(|p| p.len).sum::<usize>();
+        out.runs.push(Run {
+            start: span.header,
+            pieces,
+            fresh,
+        });
+    }
+    out
 }
 
 /// Cuts the deflate data `data` (an extent) starts in, up to `head` (its
@@ -472,13 +545,9 @@ impl SpanCutter {
 }
 
 /// Where the deflate data of a zip member whose local header starts at
-/// `at` begins (method 8, not encrypted), if the header is whole in `data`.
-pub fn zip_member_data(data: &[u8], at: usize) -> Option<usize> {
-    zip_member(data, at).map(|(start, _)| start)
-}
-
-/// [`zip_member_data`] and the compressed size the header gives (`None`
-/// when the size follows the data in a descriptor).
+/// `at` begins (method 8, not encrypted), if the header is whole in `data`,
+/// and the compressed size the header gives (`None` when the size follows
+/// the data in a descriptor).
 fn zip_member(data: &[u8], at: usize) -> Option<(usize, Option<usize>)> {
     let h = data.get(at..at.checked_add(30)?)?;
     if &h[..4] != b"PK\x03\x04" {
@@ -542,12 +611,11 @@ mod tests {
     /// piece with tokens; returns the bytes that came with tokens.
     pub(crate) fn check_extent(ext: &[u8], sizes: CutSizes, chunk: usize, asked: &[bool]) -> usize {
         let mut with = 0;
-        let mut at = 0;
-        let mut cut = Vec::new();
-        let found = spans(ext, 4 * sizes.avg);
         let head = first_member(ext).unwrap_or(ext.len());
-        let mut check_pieces = |pieces: &[Piece], mut off: usize| {
-            for p in pieces {
+        let cuts = cut_deflate(ext, sizes, 1 << 17, 4 * sizes.avg, true, |_| Err(()));
+        for (run, span) in cuts.runs.iter().zip(&cuts.spans) {
+            let mut off = run.start;
+            for p in &run.pieces {
                 assert!(p.len > 0 && p.len <= sizes.max, "piece of {} bytes", p.len);
                 if let Some(ct) = &p.tokens {
                     check_chunk(&ext[off..off + p.len], ct);
@@ -555,31 +623,16 @@ mod tests {
                 }
                 off += p.len;
             }
-            off
-        };
-        if let Some(pieces) = cut_stretch(ext, head, 1 << 17, sizes) {
-            at = check_pieces(&pieces, 0);
-            assert_eq!(at, head);
-            cut.push(Span {
-                header: 0,
-                data: 0,
-                end: at,
-            });
+            // The stretch an extent starts in ends at its first member
+            // header; a member's pieces cover it.
+            let end = if span.data == 0 {
+                head
+            } else {
+                span.end.min(ext.len())
+            };
+            assert_eq!(off, end, "pieces do not cover their stretch");
         }
-        for span in found {
-            if span.header < at {
-                continue;
-            }
-            let pieces = SpanCutter::new(&span).cut(ext, span.header, sizes);
-            at = check_pieces(&pieces, span.header);
-            assert_eq!(
-                at,
-                span.end.min(ext.len()),
-                "pieces do not cover the member"
-            );
-            cut.push(span);
-        }
-        let mut walk = StreamWalk::new(ext, &cut);
+        let mut walk = StreamWalk::new(ext, &cuts.spans);
         let mut off = 0;
         for i in 0.. {
             if off >= ext.len() {
