@@ -353,7 +353,12 @@ fn measure(name: &'static str, extents: &[Bytes]) -> Res<Row> {
                 avg: sizes.avg,
                 max: sizes.max,
             };
-            let pieces = streams::SpanCutter::new(span).cut(e, span.header, cut_sizes);
+            let pieces = streams::SpanCutter::new(span, 64 << 10).cut(
+                e,
+                span.header,
+                cut_sizes,
+                &mut streams::Forgetful,
+            );
             n += pieces.len() as u64;
         }
         let mut walk = streams::StreamWalk::new(e, &spans);

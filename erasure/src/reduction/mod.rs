@@ -92,6 +92,11 @@ pub struct ReductionStats {
     pub plane_chunks: AtomicU64,
     /// Chunks stored raw (compression did not shrink them).
     pub raw_chunks: AtomicU64,
+    /// Bytes of deflate data the token cutter parsed.
+    pub deflate_parsed_bytes: AtomicU64,
+    /// Bytes of deflate data cut as before without parsing (pieces known
+    /// to follow a piece just cut).
+    pub deflate_known_bytes: AtomicU64,
 }
 
 /// What `reduce` learned about a new chunk, handed to `on_stored`.
@@ -150,6 +155,10 @@ struct State {
     /// Piece lengths of large members cut before, by the BLAKE3 of the member.
     span_cuts: HashMap<[u8; 32], Vec<u32>>,
     span_cut_order: VecDeque<[u8; 32]>,
+    /// Pieces of deflate data cut by tokens, by fingerprint → the length
+    /// and fingerprint of the piece that came next.
+    follows: HashMap<[u8; 32], (u32, [u8; 32])>,
+    follow_order: VecDeque<[u8; 32]>,
     queue: VecDeque<Pending>,
     /// Chunks stored by the migration in progress (not yet committed).
     uncommitted: Vec<u64>,
@@ -583,9 +592,10 @@ const ZIP_RECENT_EXTENTS: u32 = 64;
 /// members would otherwise make many small chunks).
 const SPAN_MIN: usize = 128 << 10;
 
-/// A chunk to store: where it is cut, and its deflate tokens where a
-/// large zip member's cutter found them.
-type Piece = (Cut, Option<ChunkTokens>);
+/// A chunk to store: where it is cut, its deflate tokens where a large
+/// zip member's cutter found them, and which run of deflate pieces it
+/// belongs to (if any).
+type Piece = (Cut, Option<ChunkTokens>, Option<usize>);
 
 impl SimilarityReducer {
     /// Cuts an extent: large zip members by their deflate tokens, and so
@@ -605,7 +615,7 @@ impl SimilarityReducer {
         let mut spans = Vec::new();
         let push_cuts = |out: &mut Vec<Piece>, from: usize, to: usize| {
             let cuts = self.chunks(&extent[from..to], max_stored, format_aware);
-            out.extend(cuts.into_iter().map(|c| (c, None)));
+            out.extend(cuts.into_iter().map(|c| (c, None, None)));
         };
         if format_aware {
             let sz = self.sizes(max_stored);
@@ -614,13 +624,13 @@ impl SimilarityReducer {
                 avg: sz.avg,
                 max: sz.max,
             };
-            let piece = |p: streams::Piece| {
+            let piece = |run: usize, p: streams::Piece| {
                 let cut = Cut {
                     len: p.len,
                     layout: None,
                     sfs: None,
                 };
-                (cut, p.tokens)
+                (cut, p.tokens, Some(run))
             };
             // An extent without a member header is searched for deflate
             // data only shortly after large members went by (random bytes
@@ -630,22 +640,21 @@ impl SimilarityReducer {
                 st.zip_recently = st.zip_recently.saturating_sub(1);
                 st.zip_recently > 0
             };
-            // A member seen before whose chunks are all still stored is cut
+            // Deflate data seen before whose chunks are still stored is cut
             // as then, without parsing it.
-            let cuts = streams::cut_deflate(extent, sizes, RESYNC_WINDOW, SPAN_MIN, recent, |m| {
-                let key = *blake3::hash(m).as_bytes();
-                self.known_cuts(&key, m).ok_or(key)
-            });
+            let mut memo = Remembered(self);
+            let cuts =
+                streams::cut_deflate(extent, sizes, RESYNC_WINDOW, SPAN_MIN, recent, &mut memo);
             if cuts.members > 0 {
                 self.state.lock().zip_recently = ZIP_RECENT_EXTENTS;
             }
-            for run in cuts.runs {
+            for (i, run) in cuts.runs.into_iter().enumerate() {
                 push_cuts(&mut out, at, run.start);
                 if let Some(key) = run.fresh {
                     self.remember_cuts(key, run.pieces.iter().map(|p| p.len as u32).collect());
                 }
                 at = run.start + run.pieces.iter().map(|p| p.len).sum::<usize>();
-                out.extend(run.pieces.into_iter().map(piece));
+                out.extend(run.pieces.into_iter().map(|p| piece(i, p)));
             }
             spans = cuts.spans;
         }
@@ -670,6 +679,20 @@ impl SimilarityReducer {
         (off == member.len()).then_some(out)
     }
 
+    /// Notes that the piece `next` (of `len` bytes) came right after the
+    /// piece `prev` in a stretch cut by tokens.
+    fn remember_follow(&self, prev: [u8; 32], len: usize, next: [u8; 32]) {
+        let mut st = self.state.lock();
+        if st.follows.insert(prev, (len as u32, next)).is_none() {
+            st.follow_order.push_back(prev);
+        }
+        while st.follow_order.len() > FOLLOWS_KEPT {
+            if let Some(old) = st.follow_order.pop_front() {
+                st.follows.remove(&old);
+            }
+        }
+    }
+
     fn remember_cuts(&self, key: [u8; 32], lens: Vec<u32>) {
         let mut st = self.state.lock();
         if st.span_cuts.insert(key, lens).is_none() {
@@ -680,6 +703,59 @@ impl SimilarityReducer {
                 st.span_cuts.remove(&old);
             }
         }
+    }
+}
+
+/// Pieces cut by tokens whose successor the reducer remembers (about
+/// 4 GiB of deflate data at 32 KiB a piece, ~100 bytes each in memory).
+const FOLLOWS_KEPT: usize = 1 << 17;
+
+/// The reducer's memory of deflate data it cut before (see [`streams::CutMemo`]).
+struct Remembered<'a>(&'a SimilarityReducer);
+
+impl streams::CutMemo for Remembered<'_> {
+    type Key = [u8; 32];
+
+    fn member(&mut self, bytes: &[u8]) -> Result<Vec<usize>, [u8; 32]> {
+        let key = *blake3::hash(bytes).as_bytes();
+        self.0.known_cuts(&key, bytes).ok_or(key)
+    }
+
+    /// Known pieces are taken only while still stored (the dedup they
+    /// promise is what saves parsing them).
+    fn following(&mut self, piece: &[u8], rest: &[u8]) -> Vec<usize> {
+        let stats = &self.0.stats;
+        stats
+            .deflate_parsed_bytes
+            .fetch_add(piece.len() as u64, Ordering::Relaxed);
+        let mut out = Vec::new();
+        let mut cur = *blake3::hash(piece).as_bytes();
+        let mut off = 0;
+        loop {
+            let next = {
+                let st = self.0.state.lock();
+                st.follows
+                    .get(&cur)
+                    .filter(|(_, fp)| st.fp.contains_key(fp))
+                    .copied()
+            };
+            let Some((len, fp)) = next else {
+                break;
+            };
+            let Some(bytes) = rest.get(off..off + len as usize) else {
+                break;
+            };
+            if *blake3::hash(bytes).as_bytes() != fp {
+                break;
+            }
+            out.push(len as usize);
+            off += len as usize;
+            cur = fp;
+        }
+        stats
+            .deflate_known_bytes
+            .fetch_add(off as u64, Ordering::Relaxed);
+        out
     }
 }
 
@@ -705,13 +781,21 @@ impl Reducer for SimilarityReducer {
         // chunk was itself a new base (carried over from the last extent).
         let (mut next, mut prev_was_base) = self.state.lock().carry;
         let mut walk = format_aware.then(|| StreamWalk::new(extent, &spans));
-        for (cut, piece_tokens) in cuts {
+        // The last chunk's run of deflate pieces and fingerprint.
+        let mut prev_piece: Option<(usize, [u8; 32])> = None;
+        for (cut, piece_tokens, run) in cuts {
             let len = cut.len;
             let start = off;
             let logical = extent.slice(off..off + len);
             off += len;
             self.stats.chunks.fetch_add(1, Ordering::Relaxed);
             let fp: [u8; 32] = *blake3::hash(&logical).as_bytes();
+            if let (Some(r), Some((pr, pfp))) = (run, prev_piece) {
+                if r == pr {
+                    self.remember_follow(pfp, len, fp);
+                }
+            }
+            prev_piece = run.map(|r| (r, fp));
             let hit = {
                 let st = self.state.lock();
                 st.fp.get(&fp).map(|&c| (c, st.next_base.get(&c).copied()))
@@ -1239,15 +1323,31 @@ mod tests {
             stored
         };
         let first = new_bytes(&[zip.len() / 3, zip.len() * 2 / 3], &mut id, &mut store);
+        assert!(first * 9 / 10 > zip.len() * 8 / 10, "{first}");
+        let (parsed, known) = (&r.stats.deflate_parsed_bytes, &r.stats.deflate_known_bytes);
+        let parsed_first = parsed.swap(0, Ordering::Relaxed) as usize;
+        assert!(parsed_first > zip.len() * 8 / 10, "{parsed_first}");
+        assert_eq!(known.swap(0, Ordering::Relaxed), 0);
         let again = new_bytes(
             &[zip.len() / 4, zip.len() / 2 + 12_345],
             &mut id,
             &mut store,
         );
-        assert!(first * 9 / 10 > zip.len() * 8 / 10, "{first}");
         assert!(
             again * 5 < zip.len(),
             "{again} stored again of {}",
+            zip.len()
+        );
+        // Past the first pieces after each extent boundary (these extents'
+        // and the last time's), the pieces were known to follow them and
+        // not parsed again.
+        let (parsed, known) = (
+            parsed.load(Ordering::Relaxed) as usize,
+            known.load(Ordering::Relaxed) as usize,
+        );
+        assert!(
+            parsed * 3 < zip.len() && known * 2 > zip.len(),
+            "{parsed} parsed and {known} known of {}",
             zip.len()
         );
     }

@@ -282,21 +282,52 @@ pub struct DeflateCuts<K> {
     pub members: usize,
 }
 
+/// What a cutter knows of what it cut before, so that deflate data seen
+/// again is not parsed again (cuts taken from it are only cuts: whatever
+/// they say, the pieces cover the bytes, and what is stored is checked by
+/// its fingerprint).
+pub trait CutMemo {
+    /// What a member's fresh cuts may be remembered under.
+    type Key;
+    /// The cuts of the member `bytes` (whole in the extent) from an earlier
+    /// time, or the key to remember its fresh cuts under.
+    fn member(&mut self, bytes: &[u8]) -> Result<Vec<usize>, Self::Key>;
+    /// After a piece `piece` was cut from its tokens: the lengths of the
+    /// pieces that followed an identical piece before, for as long as
+    /// `rest` (the stream's bytes after it) starts with them again.
+    fn following(&mut self, piece: &[u8], rest: &[u8]) -> Vec<usize>;
+}
+
+/// A memo that knows nothing: every member and piece is cut afresh.
+pub struct Forgetful;
+
+impl CutMemo for Forgetful {
+    type Key = ();
+
+    fn member(&mut self, _: &[u8]) -> Result<Vec<usize>, ()> {
+        Err(())
+    }
+
+    fn following(&mut self, _: &[u8], _: &[u8]) -> Vec<usize> {
+        Vec::new()
+    }
+}
+
 /// Cuts what of `extent` is deflate data by its tokens: the stretch it
 /// starts in ([`cut_stretch`], searched where a member header follows or
 /// `search_headerless` says so) and every member of at least `min_member`
-/// compressed bytes ([`SpanCutter`]). `known` is asked about each member
-/// that lies whole in the extent, with its bytes: its cuts from an earlier
-/// time (the pieces then carry no tokens), or a key under which the fresh
-/// cuts may be remembered.
-pub fn cut_deflate<K>(
+/// compressed bytes ([`SpanCutter`]), asking `memo` about each member that
+/// lies whole in the extent (its cuts from an earlier time: the pieces then
+/// carry no tokens) and after each piece cut (the known pieces after it are
+/// taken as they are, and the cutter goes on at the next block).
+pub fn cut_deflate<M: CutMemo>(
     extent: &[u8],
     sizes: CutSizes,
     window: usize,
     min_member: usize,
     search_headerless: bool,
-    mut known: impl FnMut(&[u8]) -> Result<Vec<usize>, K>,
-) -> DeflateCuts<K> {
+    memo: &mut M,
+) -> DeflateCuts<M::Key> {
     let found = spans(extent, min_member);
     let mut out = DeflateCuts {
         runs: Vec::new(),
@@ -308,7 +339,7 @@ pub fn cut_deflate<K>(
     let head = first_member(extent).unwrap_or(extent.len());
     let mut at = 0;
     if head < extent.len() || search_headerless {
-        if let Some(pieces) = cut_stretch(extent, head, window, sizes) {
+        if let Some(pieces) = cut_stretch(extent, head, window, sizes, memo) {
             at = pieces.iter().map(|p| p.len).sum();
             out.spans.push(Span {
                 header: 0,
@@ -328,7 +359,7 @@ pub fn cut_deflate<K>(
         }
         out.spans.push(span);
         let whole = span.end <= extent.len();
-        let (pieces, fresh) = match whole.then(|| known(&extent[span.header..span.end])) {
+        let (pieces, fresh) = match whole.then(|| memo.member(&extent[span.header..span.end])) {
             Some(Ok(lens)) => {
                 let pieces = lens
                     .into_iter()
@@ -337,7 +368,7 @@ pub fn cut_deflate<K>(
                 (pieces, None)
             }
             remember => (
-                SpanCutter::new(&span).cut(extent, span.header, sizes),
+                SpanCutter::new(&span, window).cut(extent, span.header, sizes, memo),
                 remember.and_then(Result::err),
             ),
         };
@@ -356,12 +387,18 @@ pub fn cut_deflate<K>(
 /// `window` bytes, the bits before it going verbatim with the first piece;
 /// `None` where the stretch is shorter than an average piece, does not
 /// look compressed, or holds no block to go on from.
-pub fn cut_stretch(data: &[u8], head: usize, window: usize, sizes: CutSizes) -> Option<Vec<Piece>> {
+pub fn cut_stretch(
+    data: &[u8],
+    head: usize,
+    window: usize,
+    sizes: CutSizes,
+    memo: &mut impl CutMemo,
+) -> Option<Vec<Piece>> {
     if head < sizes.avg || !looks_compressed(data) {
         return None;
     }
     let bit = resync(data, 0, window as u64 * 8)?;
-    Some(SpanCutter::at(bit, head as u64 * 8).cut(data, 0, sizes))
+    Some(SpanCutter::at(bit, head as u64 * 8, window).cut(data, 0, sizes, memo))
 }
 
 /// Whether `data` looks like compressed bytes (a byte entropy of 7.9 bits
@@ -457,29 +494,41 @@ pub struct SpanCutter {
     h: u64,
     /// Whether the stream has ended or turned out not to be deflate.
     done: bool,
+    /// Bytes searched for the next block after known pieces (see [`resync`]).
+    window: usize,
 }
 
 impl SpanCutter {
-    /// A cutter for `span`'s data.
-    pub fn new(span: &Span) -> SpanCutter {
-        SpanCutter::at(span.data as u64 * 8, span.end as u64 * 8)
+    /// A cutter for `span`'s data, searching `window` bytes for a block to
+    /// go on from after known pieces.
+    pub fn new(span: &Span, window: usize) -> SpanCutter {
+        SpanCutter::at(span.data as u64 * 8, span.end as u64 * 8, window)
     }
 
     /// A cutter for deflate data whose block starts at bit `pos` and which
     /// ends by bit `end` (see [`resync`]).
-    pub fn at(pos: u64, end: u64) -> SpanCutter {
+    pub fn at(pos: u64, end: u64, window: usize) -> SpanCutter {
         SpanCutter {
             parser: Parser::new(Block::Boundary),
             pos,
             end,
             h: 0,
             done: false,
+            window,
         }
     }
 
     /// Cuts `data[start..]` up to the member's end or the extent's, whichever
-    /// is first.
-    pub fn cut(mut self, data: &[u8], mut start: usize, sizes: CutSizes) -> Vec<Piece> {
+    /// is first; after each piece it parses, the pieces `memo` knows to
+    /// follow it are taken as they are and the parse goes on from the
+    /// next block after them.
+    pub fn cut(
+        mut self,
+        data: &[u8],
+        mut start: usize,
+        sizes: CutSizes,
+        memo: &mut impl CutMemo,
+    ) -> Vec<Piece> {
         let stop_byte = (self.end.div_ceil(8) as usize).min(data.len());
         let limit = self.end.min(stop_byte as u64 * 8);
         let bits = (sizes.avg.saturating_sub(sizes.min)).max(2).ilog2();
@@ -538,7 +587,24 @@ impl SpanCutter {
                 len: end - start,
                 tokens,
             });
+            let known = memo.following(&data[start..end], &data[end..stop_byte]);
             start = end;
+            if known.is_empty() {
+                continue;
+            }
+            for len in known {
+                out.push(Piece { len, tokens: None });
+                start += len;
+            }
+            // Past the known pieces: the parser state there is not at hand,
+            // the next block is.
+            self.parser = Parser::new(Block::Boundary);
+            self.h = 0;
+            let from = start as u64 * 8;
+            match (from < limit).then(|| resync(data, from, self.window as u64 * 8)) {
+                Some(Some(bit)) if bit < limit => self.pos = bit,
+                _ => self.done = true,
+            }
         }
         out
     }
@@ -612,7 +678,7 @@ mod tests {
     pub(crate) fn check_extent(ext: &[u8], sizes: CutSizes, chunk: usize, asked: &[bool]) -> usize {
         let mut with = 0;
         let head = first_member(ext).unwrap_or(ext.len());
-        let cuts = cut_deflate(ext, sizes, 1 << 17, 4 * sizes.avg, true, |_| Err(()));
+        let cuts = cut_deflate(ext, sizes, 1 << 17, 4 * sizes.avg, true, &mut Forgetful);
         for (run, span) in cuts.runs.iter().zip(&cuts.spans) {
             let mut off = run.start;
             for p in &run.pieces {
