@@ -122,6 +122,9 @@ struct Base {
     /// tokens, exactly as [`deflate::chunk_tokens`] parses them from its
     /// bytes when a delta against it is decoded.
     deflate: Option<(TokenStart, Bytes)>,
+    /// For a base of small deflate members: the super-features of its
+    /// bytes too (members that did not change are the same bytes again).
+    byte_sfs: Option<[u64; SUPER_FEATURES]>,
 }
 
 impl Base {
@@ -178,9 +181,9 @@ impl State {
         self.next_base.remove(&chunk);
         if let Some(b) = self.cache.remove(&chunk) {
             self.cache_bytes -= b.size();
-            for s in b.sfs {
-                if self.sf.get(&s) == Some(&chunk) {
-                    self.sf.remove(&s);
+            for s in b.sfs.iter().chain(b.byte_sfs.iter().flatten()) {
+                if self.sf.get(s) == Some(&chunk) {
+                    self.sf.remove(s);
                 }
             }
         }
@@ -210,8 +213,8 @@ impl State {
             return;
         }
         self.cache_bytes += base.size();
-        for s in base.sfs {
-            self.sf.insert(s, chunk);
+        for s in base.sfs.iter().chain(base.byte_sfs.iter().flatten()) {
+            self.sf.insert(*s, chunk);
         }
         self.cache.insert(chunk, base);
         self.cache_order.push_back(chunk);
@@ -495,7 +498,47 @@ impl SimilarityReducer {
     }
 }
 
+/// A byte delta of a chunk of small deflate members is taken without
+/// looking at its tokens when it is at most this fraction (1/n) of the chunk.
+const CLEAR_BYTE_DELTA: usize = 16;
+
 impl SimilarityReducer {
+    /// A byte delta of `logical` (a chunk of small deflate members) against
+    /// a cached base sharing a super-feature of its bytes (a base of small
+    /// members, or one stored without its tokens); `None` where there is
+    /// none or the delta does not save half of the chunk.
+    fn byte_delta(
+        &self,
+        logical: &Bytes,
+        sfs: &[u64; SUPER_FEATURES],
+        max_stored: usize,
+    ) -> Result<Option<Encoded>> {
+        let base = {
+            let st = self.state.lock();
+            sfs.iter().find_map(|s| {
+                let id = *st.sf.get(s)?;
+                st.cache
+                    .get(&id)
+                    .filter(|b| b.layout.is_none())
+                    .map(|b| (id, b.bytes.clone()))
+            })
+        };
+        let Some((id, base)) = base else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        encode::header(&mut out, logical);
+        let limit = logical.len().min(max_stored) / 2;
+        if !encode::compress_into(&mut out, logical, &base, self.cfg.zstd_level, limit)? {
+            return Ok(None);
+        }
+        Ok(Some(Encoded {
+            encoding: ENCODING_DELTA,
+            stored: Bytes::from(out),
+            base: Some(id),
+        }))
+    }
+
     /// Encodes a new chunk of a deflate stream as a delta of its tokens
     /// against a cached base of the same kind (sharing a super-feature of
     /// the tokens, else the base after the previous chunk's); `None` where
@@ -820,16 +863,34 @@ impl Reducer for SimilarityReducer {
                 });
                 continue;
             }
+            // Small deflate members that did not change are the same bytes
+            // as before (only their headers' times differ): a byte delta
+            // that is clearly small spares walking the chunk for its tokens.
+            let walked = walk.is_some() && piece_tokens.is_none();
+            let by_bytes = match &cut.sfs {
+                Some(sfs) if walked => self.byte_delta(&logical, sfs, max_stored)?,
+                _ => None,
+            };
+            let clear = by_bytes
+                .as_ref()
+                .is_some_and(|e| e.stored.len() * CLEAR_BYTE_DELTA <= len);
             // Inside a deflate stream: similarity on the tokens.
             let tokens = piece_tokens
-                .or_else(|| walk.as_mut()?.chunk(start, start + len))
+                .or_else(|| walk.as_mut().filter(|_| !clear)?.chunk(start, start + len))
                 .and_then(|ct| {
                     let sfs = features::super_features_with(&ct.tokens, TOKEN_FEATURES_PER_SF)?;
                     Some((ct, sfs))
                 });
-            let by_tokens = match &tokens {
-                Some((ct, sfs)) => self.encode_tokens(&logical, ct, sfs, max_stored, next)?,
-                None => None,
+            let by_tokens = match (&tokens, by_bytes) {
+                (_, Some(e)) if clear => Some(e),
+                (Some((ct, sfs)), b) => {
+                    let t = self.encode_tokens(&logical, ct, sfs, max_stored, next)?;
+                    match (t, b) {
+                        (Some(t), Some(b)) if b.stored.len() < t.stored.len() => Some(b),
+                        (t, b) => t.or(b),
+                    }
+                }
+                (None, b) => b,
             };
             let mut e = match by_tokens {
                 Some(e) => e,
@@ -866,17 +927,19 @@ impl Reducer for SimilarityReducer {
             let as_base = match (e.base, tokens, cut.sfs) {
                 _ if logical.starts_with(&ZSTD_DICT_MAGIC) => None,
                 // A copy: a slice would keep the whole extent buffer alive in the cache.
-                (None, Some((ct, sfs)), _) => Some(Base {
+                (None, Some((ct, sfs)), byte_sfs) => Some(Base {
                     bytes: Bytes::copy_from_slice(&logical),
                     sfs,
                     layout: None,
                     deflate: Some((ct.start, Bytes::from(ct.tokens))),
+                    byte_sfs: byte_sfs.filter(|_| walked),
                 }),
                 (None, None, Some(sfs)) => Some(Base {
                     bytes: Bytes::copy_from_slice(&logical),
                     sfs,
                     layout: cut.layout,
                     deflate: None,
+                    byte_sfs: None,
                 }),
                 _ => None,
             };
@@ -995,11 +1058,16 @@ impl Reducer for SimilarityReducer {
         if st.cache.contains_key(&chunk) {
             return;
         }
+        // A stream chunk may hold small members: its bytes' features too.
+        let byte_sfs = deflate
+            .as_ref()
+            .and_then(|_| chunker::byte_features(&logical, self.sizes(usize::MAX)));
         let base = Base {
             bytes: logical,
             sfs,
             layout,
             deflate,
+            byte_sfs,
         };
         st.index_stored(chunk, Some(base), true, self.cfg.base_cache_bytes);
     }
@@ -1265,6 +1333,62 @@ mod tests {
             r.warm(chunk, *encoding, stored, logical.clone());
         }
         check(&r, &mut id, &mut store);
+    }
+
+    /// Small members zipped again at another time (their headers' times
+    /// differ, their deflated bytes do not, but for one that changed): the
+    /// chunks holding them are byte deltas, taken without walking them for
+    /// tokens, and read back exact; so after a restart's warm-up.
+    #[test]
+    fn small_members_zipped_again_are_byte_deltas() {
+        let texts: Vec<(String, Vec<u8>)> = (0..80)
+            .map(|i| (format!("pkg/mod{i}.py"), deflate::tests::source_text(40, i)))
+            .collect();
+        let zipped = |stamp: u8, edited: usize| {
+            let mut edit = texts[edited].1.clone();
+            edit[100] = b'#';
+            let list: Vec<(&str, &[u8], bool)> = texts
+                .iter()
+                .enumerate()
+                .map(|(i, (n, t))| {
+                    (
+                        n.as_str(),
+                        if i == edited { &edit[..] } else { &t[..] },
+                        true,
+                    )
+                })
+                .collect();
+            let mut z = deflate::tests::zip(&list);
+            let heads: Vec<usize> = memchr::memmem::find_iter(&z, b"PK\x03\x04").collect();
+            for at in heads {
+                z[at + 10] = stamp;
+            }
+            Bytes::from(z)
+        };
+        let v1 = zipped(1, 0);
+        let (mut id, mut store) = (1, HashMap::new());
+        let r = SimilarityReducer::new(ReductionConfig::default());
+        let (_, first) = store_and_read_back(&r, &v1, &mut id, &mut store);
+        // Returns the bytes stored for the new version.
+        let check = |r: &SimilarityReducer, stamp: u8, id: &mut u64, store: &mut HashMap<_, _>| {
+            let v2 = zipped(stamp, 40);
+            let (back, new) = store_and_read_back(r, &v2, id, store);
+            assert_eq!(back, v2.to_vec());
+            let byte_deltas = new.iter().filter(|(e, _)| *e == ENCODING_DELTA).count();
+            assert!(byte_deltas * 2 > new.len(), "{new:?}");
+            (new.iter().map(|(_, n)| n).sum::<usize>(), v2.len())
+        };
+        // The two chunks whose members changed are token deltas.
+        let (bytes, len) = check(&r, 2, &mut id, &mut store);
+        assert!(bytes * 10 < len, "{bytes} stored of {len}");
+        let r = SimilarityReducer::new(ReductionConfig::default());
+        for chunk in 1..1 + first.len() as u64 {
+            let (encoding, stored, logical) = &store[&chunk];
+            r.warm(chunk, *encoding, stored, logical.clone());
+        }
+        // (Chunks of small members that zstd shrank were stored without
+        // their tokens' start: after a restart, only bytes delta against them.)
+        check(&r, 3, &mut id, &mut store);
     }
 
     /// A large member seen before is cut as before (every chunk dedups);
