@@ -505,23 +505,27 @@ const CLEAR_BYTE_DELTA: usize = 16;
 impl SimilarityReducer {
     /// A byte delta of `logical` (a chunk of small deflate members) against
     /// a cached base sharing a super-feature of its bytes (a base of small
-    /// members, or one stored without its tokens); `None` where there is
-    /// none or the delta does not save half of the chunk.
+    /// members, or one stored without its tokens), else the base after the
+    /// previous chunk's; `None` where there is none or the delta does not
+    /// save half of the chunk.
     fn byte_delta(
         &self,
         logical: &Bytes,
         sfs: &[u64; SUPER_FEATURES],
         max_stored: usize,
+        next: Option<u64>,
     ) -> Result<Option<Encoded>> {
         let base = {
             let st = self.state.lock();
-            sfs.iter().find_map(|s| {
-                let id = *st.sf.get(s)?;
+            let byte_base = |id: u64| {
                 st.cache
                     .get(&id)
                     .filter(|b| b.layout.is_none())
                     .map(|b| (id, b.bytes.clone()))
-            })
+            };
+            sfs.iter()
+                .find_map(|s| byte_base(*st.sf.get(s)?))
+                .or_else(|| byte_base(next?))
         };
         let Some((id, base)) = base else {
             return Ok(None);
@@ -868,7 +872,7 @@ impl Reducer for SimilarityReducer {
             // that is clearly small spares walking the chunk for its tokens.
             let walked = walk.is_some() && piece_tokens.is_none();
             let by_bytes = match &cut.sfs {
-                Some(sfs) if walked => self.byte_delta(&logical, sfs, max_stored)?,
+                Some(sfs) if walked => self.byte_delta(&logical, sfs, max_stored, next)?,
                 _ => None,
             };
             let clear = by_bytes
