@@ -871,6 +871,7 @@ impl Reducer for SimilarityReducer {
             // as before (only their headers' times differ): a byte delta
             // that is clearly small spares walking the chunk for its tokens.
             let walked = walk.is_some() && piece_tokens.is_none();
+            let cut_by_tokens = piece_tokens.is_some();
             let by_bytes = match &cut.sfs {
                 Some(sfs) if walked => self.byte_delta(&logical, sfs, max_stored, next)?,
                 _ => None,
@@ -898,6 +899,14 @@ impl Reducer for SimilarityReducer {
             };
             let mut e = match by_tokens {
                 Some(e) => e,
+                // A piece of a large member is deflated bytes all through:
+                // where they look it, zstd does not shrink them (and there is
+                // no byte base to delta against).
+                None if cut_by_tokens && streams::looks_compressed(&logical) => Encoded {
+                    encoding: ENCODING_RAW,
+                    stored: logical.clone(),
+                    base: None,
+                },
                 None => self.encode_chunk(&logical, &cut, max_stored, next)?,
             };
             if let (ENCODING_RAW, Some((ct, _))) = (e.encoding, &tokens) {
