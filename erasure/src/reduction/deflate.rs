@@ -380,10 +380,22 @@ fn block_of_header(bits: &[u8], nbits: u32) -> Res<Block> {
 }
 
 /// Appends tokens in the serialization described in the module docs.
-#[derive(Default)]
 pub struct Tokens {
+    /// The serialization so far; the literals of the open run go straight
+    /// to its end, after a one-byte count that the next record fills in
+    /// (widening it where the run reaches 128 literals).
     buf: Vec<u8>,
-    lits: Vec<u8>,
+    /// Where the open run's count byte is.
+    run: usize,
+}
+
+impl Default for Tokens {
+    fn default() -> Tokens {
+        Tokens {
+            buf: vec![0],
+            run: 0,
+        }
+    }
 }
 
 /// Appends `v` as a LEB128 varint.
@@ -411,11 +423,23 @@ pub fn get_varint(src: &[u8], at: &mut usize) -> Res<u64> {
 
 impl Tokens {
     pub(super) fn record(&mut self, code: u8, dist: u16) {
-        put_varint(&mut self.buf, self.lits.len() as u64);
-        self.buf.extend_from_slice(&self.lits);
-        self.lits.clear();
+        let n = self.buf.len() - self.run - 1;
+        if n < 0x80 {
+            self.buf[self.run] = n as u8;
+        } else {
+            let mut count = Vec::with_capacity(3);
+            put_varint(&mut count, n as u64);
+            self.buf.splice(self.run..self.run + 1, count);
+        }
         self.buf.push(code);
         self.buf.extend_from_slice(&dist.to_le_bytes());
+        self.open_run();
+    }
+
+    /// Starts the next run of literals (its count byte).
+    fn open_run(&mut self) {
+        self.run = self.buf.len();
+        self.buf.push(0);
     }
 
     /// Appends the bits `from..to` of `data` verbatim (between two streams).
@@ -424,8 +448,10 @@ impl Tokens {
         self.bits(data, from, to);
     }
 
-    /// Appends the bit count and the bits `from..to` of `data`.
+    /// Appends the bit count and the bits `from..to` of `data` (right after
+    /// a record: the run it opened is opened again after them).
     fn bits(&mut self, data: &[u8], from: u64, to: u64) {
+        self.buf.truncate(self.run);
         put_varint(&mut self.buf, to - from);
         let mut w = BitWriter {
             out: std::mem::take(&mut self.buf),
@@ -433,11 +459,13 @@ impl Tokens {
         };
         w.copy_bits(data, from, to - from);
         self.buf = w.finish();
+        self.open_run();
     }
 
     /// Ends the tokens and returns their serialization.
     pub fn finish(mut self) -> Vec<u8> {
         self.record(CTL_STOP, 0);
+        self.buf.truncate(self.run);
         self.buf
     }
 }
@@ -817,7 +845,7 @@ pub(super) trait Sink {
 impl Sink for Tokens {
     #[inline(always)]
     fn literal(&mut self, b: u8, _: u64) -> bool {
-        self.lits.push(b);
+        self.buf.push(b);
         false
     }
 
