@@ -71,6 +71,15 @@ impl<'a> StreamWalk<'a> {
     /// Brings the parser to the first item boundary at or after bit `at` of
     /// the stream that covers it, if any.
     fn sync(&mut self, at: u64) {
+        if self.next_start().is_some_and(|s| s < at) {
+            // The stream in progress ends before `at` (another one starts
+            // there), as does every one another starts after before `at`:
+            // none of them needs parsing.
+            self.cur = None;
+            while self.starts.get(self.next + 1).is_some_and(|&s| s < at) {
+                self.next += 1;
+            }
+        }
         loop {
             if self.cur.is_none() && !self.begin_before(at) {
                 return;
