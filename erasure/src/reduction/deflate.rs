@@ -189,6 +189,8 @@ impl Huffman {
         Ok(sym)
     }
 
+    /// Writes the code of `sym` (tests write streams by hand with it).
+    #[cfg(test)]
     fn put(&self, w: &mut BitWriter, sym: usize) -> Res<()> {
         match self.codes.get(sym) {
             Some(&(code, len)) if len > 0 => {
@@ -892,6 +894,14 @@ pub struct BitWriter {
 }
 
 impl BitWriter {
+    /// A writer with room for `bytes` bytes.
+    pub fn with_capacity(bytes: usize) -> BitWriter {
+        BitWriter {
+            out: Vec::with_capacity(bytes),
+            ..BitWriter::default()
+        }
+    }
+
     /// Appends the low `n` ≤ 32 bits of `v`.
     pub fn put(&mut self, v: u32, n: u32) {
         self.acc |= (v as u64 & ((1u64 << n) - 1)) << self.n;
@@ -972,7 +982,59 @@ fn dist_symbol(dist: u16) -> Res<(usize, u32, u32)> {
 
 /// Writes the items of `tokens` (a serialization made by [`Parser::parse`])
 /// to `w`, starting in `block`; returns the block the stream is in after them.
-pub fn encode(mut block: Block, tokens: &[u8], w: &mut BitWriter) -> Res<Block> {
+pub fn encode(block: Block, tokens: &[u8], w: &mut BitWriter) -> Res<Block> {
+    // The accumulator as locals of its own (kept in registers: only the
+    // byte vector is reached through a pointer).
+    let mut out = std::mem::take(&mut w.out);
+    let mut acc = Acc { v: w.acc, n: w.n };
+    let r = encode_with(block, tokens, &mut acc, &mut out);
+    (w.acc, w.n, w.out) = (acc.v, acc.n, out);
+    r
+}
+
+/// A [`BitWriter`]'s bit accumulator apart from its bytes.
+struct Acc {
+    v: u64,
+    n: u32,
+}
+
+impl Acc {
+    /// Appends the low `n` ≤ 32 bits of `v`.
+    #[inline(always)]
+    fn put(&mut self, out: &mut Vec<u8>, v: u32, n: u32) {
+        self.v |= (v as u64 & ((1u64 << n) - 1)) << self.n;
+        self.n += n;
+        if self.n >= 32 {
+            out.extend_from_slice(&(self.v as u32).to_le_bytes());
+            self.v >>= 32;
+            self.n -= 32;
+        }
+    }
+
+    /// Appends a symbol's code from `codes` (see [`Huffman`]).
+    #[inline(always)]
+    fn code(&mut self, out: &mut Vec<u8>, codes: &[(u16, u8)], sym: usize) -> Res<()> {
+        match codes.get(sym) {
+            Some(&(code, len)) if len > 0 => {
+                self.put(out, code as u32, len as u32);
+                Ok(())
+            }
+            _ => Err(Invalid),
+        }
+    }
+
+    fn copy_bits(&mut self, out: &mut Vec<u8>, src: &[u8], from: u64, n: u64) {
+        let mut done = 0;
+        while done < n {
+            let k = (n - done).min(32) as u32;
+            self.put(out, peek(src, from + done, k), k);
+            done += k as u64;
+        }
+    }
+}
+
+#[inline(always)]
+fn encode_with(mut block: Block, tokens: &[u8], w: &mut Acc, out: &mut Vec<u8>) -> Res<Block> {
     let mut at = 0usize;
     loop {
         let n = get_varint(tokens, &mut at)? as usize;
@@ -982,8 +1044,9 @@ pub fn encode(mut block: Block, tokens: &[u8], w: &mut BitWriter) -> Res<Block> 
         at += n;
         match &mut block {
             Block::Huffman(h) => {
+                let codes = &h.tables.lit.codes[..];
                 for &b in lits {
-                    h.tables.lit.put(w, b as usize)?;
+                    w.code(out, codes, b as usize)?;
                 }
             }
             Block::Stored { left, .. } => {
@@ -992,7 +1055,7 @@ pub fn encode(mut block: Block, tokens: &[u8], w: &mut BitWriter) -> Res<Block> 
                 }
                 *left -= lits.len() as u32;
                 for &b in lits {
-                    w.put(b as u32, 8);
+                    w.put(out, b as u32, 8);
                 }
             }
             _ if lits.is_empty() => {}
@@ -1010,18 +1073,18 @@ pub fn encode(mut block: Block, tokens: &[u8], w: &mut BitWriter) -> Res<Block> 
                 return Err(Invalid);
             };
             let (ls, le, ln) = length_symbol(code);
-            h.tables.lit.put(w, ls)?;
-            w.put(le, ln);
+            w.code(out, &h.tables.lit.codes, ls)?;
+            w.put(out, le, ln);
             let (ds, de, dn) = dist_symbol(dist)?;
-            h.tables.dist.put(w, ds)?;
-            w.put(de, dn);
+            w.code(out, &h.tables.dist.codes, ds)?;
+            w.put(out, de, dn);
             continue;
         }
         match code {
             CTL_END_OF_BLOCK => {
                 block = match &block {
                     Block::Huffman(h) => {
-                        h.tables.lit.put(w, 256)?;
+                        w.code(out, &h.tables.lit.codes, 256)?;
                         if h.last() {
                             Block::Done
                         } else {
@@ -1051,7 +1114,7 @@ pub fn encode(mut block: Block, tokens: &[u8], w: &mut BitWriter) -> Res<Block> 
                 let nbits = u32::try_from(nbits).map_err(|_| Invalid)?;
                 // Stored headers hold alignment padding: keep them verbatim too.
                 block = block_of_header(bits, nbits)?;
-                w.copy_bits(bits, 0, nbits as u64);
+                w.copy_bits(out, bits, 0, nbits as u64);
             }
             CTL_GAP => {
                 let nbits = get_varint(tokens, &mut at)?;
@@ -1060,7 +1123,7 @@ pub fn encode(mut block: Block, tokens: &[u8], w: &mut BitWriter) -> Res<Block> 
                     .get(at..at.checked_add(nbytes).ok_or(Invalid)?)
                     .ok_or(Invalid)?;
                 at += nbytes;
-                w.copy_bits(bits, 0, nbits);
+                w.copy_bits(out, bits, 0, nbits);
                 block = Block::Boundary;
             }
             CTL_STOP => return Ok(block),

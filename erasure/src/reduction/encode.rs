@@ -603,7 +603,7 @@ pub fn rebuild(
     {
         return None;
     }
-    let mut w = BitWriter::default();
+    let mut w = BitWriter::with_capacity(len + 8);
     w.copy_bits(prefix, 0, prefix_bits);
     deflate::encode(start.clone(), tokens, &mut w).ok()?;
     if w.bits() != end_bits {
