@@ -870,7 +870,11 @@ impl Reducer for SimilarityReducer {
             // Small deflate members that did not change are the same bytes
             // as before (only their headers' times differ): a byte delta
             // that is clearly small spares walking the chunk for its tokens.
-            let walked = walk.is_some() && piece_tokens.is_none();
+            // (A small member's stream is shorter than SPAN_MIN.)
+            let walked = piece_tokens.is_none()
+                && walk
+                    .as_ref()
+                    .is_some_and(|w| w.near(start, start + len, SPAN_MIN));
             let cut_by_tokens = piece_tokens.is_some();
             let by_bytes = match &cut.sfs {
                 Some(sfs) if walked => self.byte_delta(&logical, sfs, max_stored, next)?,

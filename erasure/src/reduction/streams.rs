@@ -51,6 +51,14 @@ impl<'a> StreamWalk<'a> {
         }
     }
 
+    /// Whether a stream may cover part of the bytes `start..end`: one
+    /// starts before `end` and at most `reach` bytes before `start`.
+    pub fn near(&self, start: usize, end: usize, reach: usize) -> bool {
+        let from = start.saturating_sub(reach) as u64 * 8;
+        let i = self.starts.partition_point(|&s| s < from);
+        self.starts.get(i).is_some_and(|&s| s < end as u64 * 8)
+    }
+
     /// Bit of the next member start not yet begun.
     fn next_start(&mut self) -> Option<u64> {
         self.starts.get(self.next).copied()
