@@ -411,9 +411,10 @@ impl SimilarityReducer {
     ) -> Result<Encoded> {
         let layout = cut.layout.filter(|_| self.cfg.float_planes);
         // Similarity: a cached base of the same kind sharing a
-        // super-feature; for floats, else the base after the previous
-        // chunk's (a dense update changes enough exponents, momentum
-        // especially, that features miss).
+        // super-feature, else the base after the previous chunk's if of
+        // the same kind (a dense update changes enough exponents, momentum
+        // especially, that features miss; a changed file's blocks after
+        // the last one that matched).
         let base = match &cut.sfs {
             Some(sfs) if self.cfg.base_cache_bytes > 0 => {
                 let st = self.state.lock();
@@ -422,10 +423,11 @@ impl SimilarityReducer {
                     .and_then(|id| st.cache.get(&id).map(|b| (id, b.clone())))
                     .filter(|(_, b)| b.deflate.is_none())
                     .or_else(|| {
-                        let id = next.filter(|_| layout.is_some())?;
+                        let id = next?;
                         st.cache
                             .get(&id)
-                            .filter(|b| b.layout.is_some())
+                            .filter(|b| b.layout.is_some() == layout.is_some())
+                            .filter(|b| b.deflate.is_none())
                             .map(|b| (id, b.clone()))
                     })
             }
