@@ -7,16 +7,46 @@
 //! - its verbatim prefix, its tokens and its verbatim tail rebuild exactly its bytes, and
 //! - the chunk alone parses to the same tokens (what a delta against it decodes with);
 //!
-//! and the cutter's pieces are non-empty, within the maximum and cover what they cut.
+//! and the cutter's pieces are non-empty, within the maximum and cover what they cut. Each
+//! extent is cut a second time remembering which piece followed which the first time (as the
+//! reducer remembers by fingerprint), so that known pieces are taken as they are and the
+//! cutter resyncs after them: the same checks hold.
 //!
 //! Input: one byte picks the chunk size, one the split point, the rest is data.
 #![no_main]
 use cairn_erasure::reduction::deflate::{chunk_tokens, ChunkTokens};
 use cairn_erasure::reduction::encode::rebuild;
 use cairn_erasure::reduction::streams::{
-    cut_deflate, first_member, CutSizes, Forgetful, Piece, StreamWalk,
+    cut_deflate, first_member, CutMemo, CutSizes, DeflateCuts, Forgetful, Piece, StreamWalk,
 };
 use libfuzzer_sys::fuzz_target;
+use std::collections::HashMap;
+
+/// Which piece followed which, by the pieces' bytes.
+#[derive(Default)]
+struct Followers(HashMap<Vec<u8>, Vec<u8>>);
+
+impl CutMemo for Followers {
+    type Key = ();
+
+    fn member(&mut self, _: &[u8]) -> Result<Vec<usize>, ()> {
+        Err(())
+    }
+
+    fn following(&mut self, piece: &[u8], rest: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let (mut cur, mut off) = (piece, 0);
+        while let Some(next) = self.0.get(cur) {
+            if !rest[off..].starts_with(next) {
+                break;
+            }
+            out.push(next.len());
+            cur = &rest[off..off + next.len()];
+            off += next.len();
+        }
+        out
+    }
+}
 
 fn check(chunk: &[u8], ct: &ChunkTokens) {
     let end = ct.start.end_bits;
@@ -53,6 +83,20 @@ fn check_pieces(ext: &[u8], pieces: &[Piece], mut off: usize, sizes: CutSizes) -
     off
 }
 
+/// Checks every run's pieces and that they cover their stretch.
+fn check_runs<K>(ext: &[u8], cuts: &DeflateCuts<K>, sizes: CutSizes) {
+    let head = first_member(ext).unwrap_or(ext.len());
+    for (run, span) in cuts.runs.iter().zip(&cuts.spans) {
+        let off = check_pieces(ext, &run.pieces, run.start, sizes);
+        let end = if span.data == 0 {
+            head
+        } else {
+            span.end.min(ext.len())
+        };
+        assert_eq!(off, end, "pieces do not cover their stretch");
+    }
+}
+
 fuzz_target!(|input: &[u8]| {
     if input.len() < 2 {
         return;
@@ -66,17 +110,22 @@ fuzz_target!(|input: &[u8]| {
         max: chunk * 4,
     };
     for ext in [&data[..at], &data[at..]] {
-        let head = first_member(ext).unwrap_or(ext.len());
         let cuts = cut_deflate(ext, sizes, 1 << 13, 64, true, &mut Forgetful);
-        for (run, span) in cuts.runs.iter().zip(&cuts.spans) {
-            let off = check_pieces(ext, &run.pieces, run.start, sizes);
-            let end = if span.data == 0 {
-                head
-            } else {
-                span.end.min(ext.len())
-            };
-            assert_eq!(off, end, "pieces do not cover their stretch");
+        check_runs(ext, &cuts, sizes);
+        let mut followers = Followers::default();
+        for run in &cuts.runs {
+            let mut off = run.start;
+            for w in run.pieces.windows(2) {
+                let (a, b) = (
+                    off..off + w[0].len,
+                    off + w[0].len..off + w[0].len + w[1].len,
+                );
+                followers.0.insert(ext[a].to_vec(), ext[b].to_vec());
+                off += w[0].len;
+            }
         }
+        let again = cut_deflate(ext, sizes, 1 << 13, 64, true, &mut followers);
+        check_runs(ext, &again, sizes);
         let mut walk = StreamWalk::new(ext, &cuts.spans);
         let mut off = 0;
         while off < ext.len() {
