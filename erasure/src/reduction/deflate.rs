@@ -889,8 +889,7 @@ enum Item {
 #[derive(Default)]
 pub struct BitWriter {
     out: Vec<u8>,
-    acc: u64,
-    n: u32,
+    acc: Acc,
 }
 
 impl BitWriter {
@@ -904,35 +903,69 @@ impl BitWriter {
 
     /// Appends the low `n` ≤ 32 bits of `v`.
     pub fn put(&mut self, v: u32, n: u32) {
-        self.acc |= (v as u64 & ((1u64 << n) - 1)) << self.n;
-        self.n += n;
-        if self.n >= 32 {
-            self.out.extend_from_slice(&(self.acc as u32).to_le_bytes());
-            self.acc >>= 32;
-            self.n -= 32;
-        }
+        self.acc.put(&mut self.out, v, n);
     }
 
     /// Appends `n` bits of `src` from bit `from`.
     pub fn copy_bits(&mut self, src: &[u8], from: u64, n: u64) {
-        let mut done = 0;
-        while done < n {
-            let k = (n - done).min(32) as u32;
-            self.put(peek(src, from + done, k), k);
-            done += k as u64;
-        }
+        self.acc.copy_bits(&mut self.out, src, from, n);
     }
 
     /// Bits written so far.
     pub fn bits(&self) -> u64 {
-        self.out.len() as u64 * 8 + self.n as u64
+        self.out.len() as u64 * 8 + self.acc.n as u64
     }
 
     /// The bytes, the last one padded with zero bits.
     pub fn finish(mut self) -> Vec<u8> {
-        let bytes = self.n.div_ceil(8) as usize;
-        self.out.extend_from_slice(&self.acc.to_le_bytes()[..bytes]);
+        let bytes = self.acc.n.div_ceil(8) as usize;
         self.out
+            .extend_from_slice(&self.acc.v.to_le_bytes()[..bytes]);
+        self.out
+    }
+}
+
+/// The bits a [`BitWriter`] holds short of a 32-bit word (fewer than 32),
+/// apart from its bytes, so that the encoder can keep them in registers.
+#[derive(Default)]
+struct Acc {
+    v: u64,
+    n: u32,
+}
+
+impl Acc {
+    /// Appends the low `n` ≤ 32 bits of `v`, the whole words to `out`.
+    #[inline(always)]
+    fn put(&mut self, out: &mut Vec<u8>, v: u32, n: u32) {
+        self.v |= (v as u64 & ((1u64 << n) - 1)) << self.n;
+        self.n += n;
+        if self.n >= 32 {
+            out.extend_from_slice(&(self.v as u32).to_le_bytes());
+            self.v >>= 32;
+            self.n -= 32;
+        }
+    }
+
+    /// Appends a symbol's code from `codes` (see [`Huffman`]).
+    #[inline(always)]
+    fn code(&mut self, out: &mut Vec<u8>, codes: &[(u16, u8)], sym: usize) -> Res<()> {
+        match codes.get(sym) {
+            Some(&(code, len)) if len > 0 => {
+                self.put(out, code as u32, len as u32);
+                Ok(())
+            }
+            _ => Err(Invalid),
+        }
+    }
+
+    /// Appends `n` bits of `src` from bit `from`.
+    fn copy_bits(&mut self, out: &mut Vec<u8>, src: &[u8], from: u64, n: u64) {
+        let mut done = 0;
+        while done < n {
+            let k = (n - done).min(32) as u32;
+            self.put(out, peek(src, from + done, k), k);
+            done += k as u64;
+        }
     }
 }
 
@@ -986,51 +1019,10 @@ pub fn encode(block: Block, tokens: &[u8], w: &mut BitWriter) -> Res<Block> {
     // The accumulator as locals of its own (kept in registers: only the
     // byte vector is reached through a pointer).
     let mut out = std::mem::take(&mut w.out);
-    let mut acc = Acc { v: w.acc, n: w.n };
+    let mut acc = std::mem::take(&mut w.acc);
     let r = encode_with(block, tokens, &mut acc, &mut out);
-    (w.acc, w.n, w.out) = (acc.v, acc.n, out);
+    (w.acc, w.out) = (acc, out);
     r
-}
-
-/// A [`BitWriter`]'s bit accumulator apart from its bytes.
-struct Acc {
-    v: u64,
-    n: u32,
-}
-
-impl Acc {
-    /// Appends the low `n` ≤ 32 bits of `v`.
-    #[inline(always)]
-    fn put(&mut self, out: &mut Vec<u8>, v: u32, n: u32) {
-        self.v |= (v as u64 & ((1u64 << n) - 1)) << self.n;
-        self.n += n;
-        if self.n >= 32 {
-            out.extend_from_slice(&(self.v as u32).to_le_bytes());
-            self.v >>= 32;
-            self.n -= 32;
-        }
-    }
-
-    /// Appends a symbol's code from `codes` (see [`Huffman`]).
-    #[inline(always)]
-    fn code(&mut self, out: &mut Vec<u8>, codes: &[(u16, u8)], sym: usize) -> Res<()> {
-        match codes.get(sym) {
-            Some(&(code, len)) if len > 0 => {
-                self.put(out, code as u32, len as u32);
-                Ok(())
-            }
-            _ => Err(Invalid),
-        }
-    }
-
-    fn copy_bits(&mut self, out: &mut Vec<u8>, src: &[u8], from: u64, n: u64) {
-        let mut done = 0;
-        while done < n {
-            let k = (n - done).min(32) as u32;
-            self.put(out, peek(src, from + done, k), k);
-            done += k as u64;
-        }
-    }
 }
 
 #[inline(always)]

@@ -127,6 +127,20 @@ fn decompress(src: &[u8], dict: &[u8], logical_len: usize) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Writes `logical` as [`ENCODING_DELTA`] against `base` into `out`
+/// (replacing what it held); `false` where it would not be smaller than
+/// `limit` bytes.
+pub fn delta_into(
+    out: &mut Vec<u8>,
+    logical: &[u8],
+    base: &[u8],
+    level: i32,
+    limit: usize,
+) -> Result<bool> {
+    header(out, logical);
+    compress_into(out, logical, base, level, limit)
+}
+
 /// Writes the common header (crc32c of the logical bytes).
 pub fn header(out: &mut Vec<u8>, logical: &[u8]) {
     out.clear();

@@ -457,13 +457,10 @@ impl SimilarityReducer {
                         )?,
                     )
                 }
-                _ => {
-                    encode::header(&mut out, logical);
-                    (
-                        ENCODING_DELTA,
-                        encode::compress_into(&mut out, logical, &b.bytes, level, limit)?,
-                    )
-                }
+                _ => (
+                    ENCODING_DELTA,
+                    encode::delta_into(&mut out, logical, &b.bytes, level, limit)?,
+                ),
             };
             if ok {
                 let clear = if layout.is_some() { 0.8 } else { 0.125 };
@@ -533,9 +530,8 @@ impl SimilarityReducer {
             return Ok(None);
         };
         let mut out = Vec::new();
-        encode::header(&mut out, logical);
         let limit = logical.len().min(max_stored) / 2;
-        if !encode::compress_into(&mut out, logical, &base, self.cfg.zstd_level, limit)? {
+        if !encode::delta_into(&mut out, logical, &base, self.cfg.zstd_level, limit)? {
             return Ok(None);
         }
         Ok(Some(Encoded {
@@ -873,11 +869,11 @@ impl Reducer for SimilarityReducer {
             // as before (only their headers' times differ): a byte delta
             // that is clearly small spares walking the chunk for its tokens.
             // (A small member's stream is shorter than SPAN_MIN.)
-            let walked = piece_tokens.is_none()
+            let cut_by_tokens = piece_tokens.is_some();
+            let walked = !cut_by_tokens
                 && walk
                     .as_ref()
                     .is_some_and(|w| w.near(start, start + len, SPAN_MIN));
-            let cut_by_tokens = piece_tokens.is_some();
             let by_bytes = match &cut.sfs {
                 Some(sfs) if walked => self.byte_delta(&logical, sfs, max_stored, next)?,
                 _ => None,
@@ -892,7 +888,8 @@ impl Reducer for SimilarityReducer {
                     let sfs = features::super_features_with(&ct.tokens, TOKEN_FEATURES_PER_SF)?;
                     Some((ct, sfs))
                 });
-            let by_tokens = match (&tokens, by_bytes) {
+            // The delta of a chunk inside deflate data: bytes or tokens.
+            let by_stream = match (&tokens, by_bytes) {
                 (_, Some(e)) if clear => Some(e),
                 (Some((ct, sfs)), b) => {
                     let t = self.encode_tokens(&logical, ct, sfs, max_stored, next)?;
@@ -903,7 +900,7 @@ impl Reducer for SimilarityReducer {
                 }
                 (None, b) => b,
             };
-            let mut e = match by_tokens {
+            let mut e = match by_stream {
                 Some(e) => e,
                 // A piece of a large member is deflated bytes all through:
                 // where they look it, zstd does not shrink them (and there is
