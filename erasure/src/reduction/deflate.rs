@@ -424,18 +424,26 @@ pub fn get_varint(src: &[u8], at: &mut usize) -> Res<u64> {
 }
 
 impl Tokens {
+    #[inline(always)]
     pub(super) fn record(&mut self, code: u8, dist: u16) {
         let n = self.buf.len() - self.run - 1;
-        if n < 0x80 {
-            self.buf[self.run] = n as u8;
-        } else {
-            let mut count = Vec::with_capacity(3);
-            put_varint(&mut count, n as u64);
-            self.buf.splice(self.run..self.run + 1, count);
+        match self.buf.get_mut(self.run) {
+            Some(count) if n < 0x80 => *count = n as u8,
+            _ => self.widen_count(n),
         }
-        self.buf.push(code);
-        self.buf.extend_from_slice(&dist.to_le_bytes());
-        self.open_run();
+        // The record and the next run's count byte in one append.
+        let [d0, d1] = dist.to_le_bytes();
+        self.run = self.buf.len() + 3;
+        self.buf.extend_from_slice(&[code, d0, d1, 0]);
+    }
+
+    /// Writes a run of `n` ≥ 128 literals' count, which takes more than
+    /// the one byte kept for it.
+    #[cold]
+    fn widen_count(&mut self, n: usize) {
+        let mut count = Vec::with_capacity(3);
+        put_varint(&mut count, n as u64);
+        self.buf.splice(self.run..self.run + 1, count);
     }
 
     /// Starts the next run of literals (its count byte).
@@ -751,45 +759,64 @@ pub fn chunk_tokens(chunk: &[u8], start: &TokenStart) -> Vec<u8> {
 }
 
 /// Parses the literals and matches of a Huffman block from `pos` for as
-/// long as each ends by `limit` and an 8-byte load at it stays inside
-/// `data` (one load per item); returns where it stopped, leaving the end of
-/// the block, an invalid code and the last bytes of `data` to [`Parser::item`],
-/// which reads the same items the same way.
-fn huffman_run<S: Sink>(
-    h: &Header,
-    data: &[u8],
-    mut pos: u64,
-    limit: u64,
-    out: &mut S,
-) -> (u64, bool) {
+/// long as each ends by `limit` and the 8 bytes after the bits at hand lie
+/// inside `data`; returns where it stopped, leaving the end of the block,
+/// an invalid code and the last bytes of `data` to [`Parser::item`], which
+/// reads the same items the same way.
+///
+/// The bits come through a 64-bit buffer refilled before each item, and the
+/// next literal/length code is looked up as soon as an item is consumed,
+/// before that refill: the lookup waits only for the last item's length,
+/// not for a load of the stream (the two chains overlap).
+fn huffman_run<S: Sink>(h: &Header, data: &[u8], pos: u64, limit: u64, out: &mut S) -> (u64, bool) {
     let (lit, dist) = (&h.tables.lit, &h.tables.dist);
-    let safe = data.len().saturating_sub(8) as u64 * 8;
-    while pos < safe {
-        let byte = (pos >> 3) as usize;
-        let Some(word) = data.get(byte..byte + 8) else {
-            break;
-        };
-        let v = u64::from_le_bytes(word.try_into().expect("8 bytes")) >> (pos & 7);
-        let Some((sym, mut used)) = lit.lookup(v) else {
-            break;
+    let lmask = (1u64 << lit.bits) - 1;
+    let load = |at: usize| {
+        data.get(at..at + 8)
+            .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
+    };
+    // `left` bits from the item's start are in `buf`; the bits above them
+    // are zero or the stream's next ones; `next` is the byte after them.
+    let first = (pos >> 3) as usize;
+    let Some(w) = load(first) else {
+        return (pos, false);
+    };
+    let mut buf = w >> (pos & 7);
+    let mut left = 56 - (pos & 7) as u32;
+    let mut next = first + 7;
+    // The next code's table entry; 0 where it must be looked up again (a
+    // long code, or fewer bits at hand than the table reads).
+    let peek_entry = |buf: u64, left: u32| {
+        if left >= lit.bits {
+            lit.table.get((buf & lmask) as usize).copied().unwrap_or(0)
+        } else {
+            0
+        }
+    };
+    let mut e = peek_entry(buf, left);
+    while let Some(w) = load(next) {
+        buf |= w << left;
+        next += ((63 - left) >> 3) as usize;
+        left |= 56;
+        let at = next as u64 * 8 - left as u64;
+        let (sym, n) = if e != 0 {
+            ((e >> 4) as usize, (e & 15) as u32)
+        } else {
+            match lit.lookup(buf) {
+                Some(x) => x,
+                None => break,
+            }
         };
         if sym < 256 {
-            if pos + used as u64 > limit {
+            let end = at + n as u64;
+            if end > limit {
                 break;
             }
-            pos += used as u64;
-            if out.literal(sym as u8, pos) {
-                return (pos, true);
-            }
-            // A second literal from the same load (56 bits hold two codes).
-            match lit.lookup(v >> used) {
-                Some((sym, n)) if sym < 256 && pos + n as u64 <= limit => {
-                    pos += n as u64;
-                    if out.literal(sym as u8, pos) {
-                        return (pos, true);
-                    }
-                }
-                _ => {}
+            buf >>= n;
+            left -= n;
+            e = peek_entry(buf, left);
+            if out.literal(sym as u8, end) {
+                return (end, true);
             }
             continue;
         }
@@ -798,12 +825,12 @@ fn huffman_run<S: Sink>(
         }
         let i = sym - 257;
         let le = LEN_EXTRA[i] as u32;
-        let len = LEN_BASE[i] + ((v >> used) & ((1 << le) - 1)) as u16;
+        let len = LEN_BASE[i] + ((buf >> n) & ((1 << le) - 1)) as u16;
         if len > 257 && sym == 284 {
             break;
         }
-        used += le;
-        let Some((d, dl)) = dist.lookup(v >> used) else {
+        let mut used = n + le;
+        let Some((d, dl)) = dist.lookup(buf >> used) else {
             break;
         };
         if d >= 30 {
@@ -811,17 +838,21 @@ fn huffman_run<S: Sink>(
         }
         used += dl;
         let dx = DIST_EXTRA[d] as u32;
-        let distance = DIST_BASE[d] + ((v >> used) & ((1 << dx) - 1)) as u16;
+        let distance = DIST_BASE[d] + ((buf >> used) & ((1 << dx) - 1)) as u16;
         used += dx;
-        if pos + used as u64 > limit {
+        let end = at + used as u64;
+        if end > limit {
             break;
         }
-        pos += used as u64;
-        if out.matched(len, distance, pos) {
-            return (pos, true);
+        // At most 48 bits: 15 + 5 for the length, 15 + 13 for the distance.
+        buf >>= used;
+        left -= used;
+        e = peek_entry(buf, left);
+        if out.matched(len, distance, end) {
+            return (end, true);
         }
     }
-    (pos, false)
+    (next as u64 * 8 - left as u64, false)
 }
 
 /// Where parsed items go; each method says whether to stop after the item
@@ -949,13 +980,9 @@ impl Acc {
     /// Appends a symbol's code from `codes` (see [`Huffman`]).
     #[inline(always)]
     fn code(&mut self, out: &mut Vec<u8>, codes: &[(u16, u8)], sym: usize) -> Res<()> {
-        match codes.get(sym) {
-            Some(&(code, len)) if len > 0 => {
-                self.put(out, code as u32, len as u32);
-                Ok(())
-            }
-            _ => Err(Invalid),
-        }
+        let (code, len) = code_of(codes, sym)?;
+        self.put(out, code, len);
+        Ok(())
     }
 
     /// Appends `n` bits of `src` from bit `from`.
@@ -966,6 +993,15 @@ impl Acc {
             self.put(out, peek(src, from + done, k), k);
             done += k as u64;
         }
+    }
+}
+
+/// The code of `sym` in `codes` (see [`Huffman`]) and its length.
+#[inline(always)]
+fn code_of(codes: &[(u16, u8)], sym: usize) -> Res<(u32, u32)> {
+    match codes.get(sym) {
+        Some(&(code, len)) if len > 0 => Ok((code as u32, len as u32)),
+        _ => Err(Invalid),
     }
 }
 
@@ -1064,12 +1100,14 @@ fn encode_with(mut block: Block, tokens: &[u8], w: &mut Acc, out: &mut Vec<u8>) 
             let Block::Huffman(h) = &block else {
                 return Err(Invalid);
             };
+            // Each code with its extra bits in one append (at most 15 + 5
+            // and 15 + 13 bits).
             let (ls, le, ln) = length_symbol(code);
-            w.code(out, &h.tables.lit.codes, ls)?;
-            w.put(out, le, ln);
+            let (c, l) = code_of(&h.tables.lit.codes, ls)?;
+            w.put(out, c | le << l, l + ln);
             let (ds, de, dn) = dist_symbol(dist)?;
-            w.code(out, &h.tables.dist.codes, ds)?;
-            w.put(out, de, dn);
+            let (c, l) = code_of(&h.tables.dist.codes, ds)?;
+            w.put(out, c | de << l, l + dn);
             continue;
         }
         match code {
