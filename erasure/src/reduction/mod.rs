@@ -642,22 +642,26 @@ const SPAN_MIN: usize = 128 << 10;
 /// belongs to (if any).
 type Piece = (Cut, Option<ChunkTokens>, Option<usize>);
 
+/// What [`SimilarityReducer::cut_extent`] found: the chunks, the members
+/// cut by tokens, and the fingerprints the cut memo already took (by the
+/// chunk's offset and length), which need not be taken again.
+struct ExtentCuts {
+    pieces: Vec<Piece>,
+    spans: Vec<Span>,
+    fps: HashMap<(usize, usize), [u8; 32]>,
+}
+
 impl SimilarityReducer {
     /// Cuts an extent: large zip members by their deflate tokens, and so
     /// a stretch of deflate data that the extent starts in (the rest of a
     /// member begun in an earlier extent, found by [`deflate::resync`]);
     /// everything else with the chunker. Every cut depends on the extent's
-    /// bytes alone (dedup), whatever order extents come in. Returns the
-    /// chunks and the members cut by tokens.
-    fn cut_extent(
-        &self,
-        extent: &[u8],
-        max_stored: usize,
-        format_aware: bool,
-    ) -> (Vec<Piece>, Vec<Span>) {
+    /// bytes alone (dedup), whatever order extents come in.
+    fn cut_extent(&self, extent: &[u8], max_stored: usize, format_aware: bool) -> ExtentCuts {
         let mut out: Vec<Piece> = Vec::new();
         let mut at = 0;
         let mut spans = Vec::new();
+        let mut fps = HashMap::new();
         let push_cuts = |out: &mut Vec<Piece>, from: usize, to: usize| {
             let cuts = self.chunks(&extent[from..to], max_stored, format_aware);
             out.extend(cuts.into_iter().map(|c| (c, None, None)));
@@ -687,7 +691,11 @@ impl SimilarityReducer {
             };
             // Deflate data seen before whose chunks are still stored is cut
             // as then, without parsing it.
-            let mut memo = Remembered(self);
+            let mut memo = Remembered {
+                reducer: self,
+                extent,
+                fps: HashMap::new(),
+            };
             let cuts =
                 streams::cut_deflate(extent, sizes, RESYNC_WINDOW, SPAN_MIN, recent, &mut memo);
             if cuts.members > 0 {
@@ -702,14 +710,19 @@ impl SimilarityReducer {
                 out.extend(run.pieces.into_iter().map(|p| piece(i, p)));
             }
             spans = cuts.spans;
+            fps = memo.fps;
         }
         push_cuts(&mut out, at, extent.len());
-        (out, spans)
+        ExtentCuts {
+            pieces: out,
+            spans,
+            fps,
+        }
     }
 
     /// The remembered cuts of the member `key` (its bytes `member`), when
-    /// every chunk they make is stored.
-    fn known_cuts(&self, key: &[u8; 32], member: &[u8]) -> Option<Vec<usize>> {
+    /// every chunk they make is stored, with each chunk's fingerprint.
+    fn known_cuts(&self, key: &[u8; 32], member: &[u8]) -> Option<Vec<(usize, [u8; 32])>> {
         let st = self.state.lock();
         let lens = st.span_cuts.get(key)?;
         let mut off = 0;
@@ -718,7 +731,7 @@ impl SimilarityReducer {
             let len = len as usize;
             let fp = *blake3::hash(member.get(off..off + len)?).as_bytes();
             st.fp.get(&fp)?;
-            out.push(len);
+            out.push((len, fp));
             off += len;
         }
         (off == member.len()).then_some(out)
@@ -755,30 +768,53 @@ impl SimilarityReducer {
 /// 4 GiB of deflate data at 32 KiB a piece, ~100 bytes each in memory).
 const FOLLOWS_KEPT: usize = 1 << 17;
 
-/// The reducer's memory of deflate data it cut before (see [`streams::CutMemo`]).
-struct Remembered<'a>(&'a SimilarityReducer);
+/// The reducer's memory of deflate data it cut before (see
+/// [`streams::CutMemo`]), asked about `extent`; it keeps the fingerprints
+/// it takes of the extent's pieces (by offset and length).
+struct Remembered<'a> {
+    reducer: &'a SimilarityReducer,
+    extent: &'a [u8],
+    fps: HashMap<(usize, usize), [u8; 32]>,
+}
+
+impl Remembered<'_> {
+    /// Notes the fingerprint of `piece`, a slice of the extent.
+    fn keep(&mut self, piece: &[u8], fp: [u8; 32]) {
+        let off = (piece.as_ptr() as usize).checked_sub(self.extent.as_ptr() as usize);
+        if let Some(off) = off.filter(|o| o + piece.len() <= self.extent.len()) {
+            self.fps.insert((off, piece.len()), fp);
+        }
+    }
+}
 
 impl streams::CutMemo for Remembered<'_> {
     type Key = [u8; 32];
 
     fn member(&mut self, bytes: &[u8]) -> Result<Vec<usize>, [u8; 32]> {
         let key = *blake3::hash(bytes).as_bytes();
-        self.0.known_cuts(&key, bytes).ok_or(key)
+        let known = self.reducer.known_cuts(&key, bytes).ok_or(key)?;
+        let mut off = 0;
+        for &(len, fp) in &known {
+            self.keep(&bytes[off..off + len], fp);
+            off += len;
+        }
+        Ok(known.into_iter().map(|(len, _)| len).collect())
     }
 
     /// Known pieces are taken only while still stored (the dedup they
     /// promise is what saves parsing them).
     fn following(&mut self, piece: &[u8], rest: &[u8]) -> Vec<usize> {
-        let stats = &self.0.stats;
+        let stats = &self.reducer.stats;
         stats
             .deflate_parsed_bytes
             .fetch_add(piece.len() as u64, Ordering::Relaxed);
         let mut out = Vec::new();
         let mut cur = *blake3::hash(piece).as_bytes();
+        self.keep(piece, cur);
         let mut off = 0;
         loop {
             let next = {
-                let st = self.0.state.lock();
+                let st = self.reducer.state.lock();
                 st.follows
                     .get(&cur)
                     .filter(|(_, fp)| st.fp.contains_key(fp))
@@ -793,6 +829,7 @@ impl streams::CutMemo for Remembered<'_> {
             if *blake3::hash(bytes).as_bytes() != fp {
                 break;
             }
+            self.keep(bytes, fp);
             out.push(len as usize);
             off += len as usize;
             cur = fp;
@@ -817,7 +854,11 @@ impl Reducer for SimilarityReducer {
     fn reduce(&self, extent: &Bytes, max_stored: usize) -> Result<Vec<ReducedChunk>> {
         let want_features = self.cfg.base_cache_bytes > 0;
         let format_aware = want_features && self.cfg.float_planes;
-        let (cuts, spans) = self.cut_extent(extent, max_stored, format_aware);
+        let ExtentCuts {
+            pieces: cuts,
+            spans,
+            fps,
+        } = self.cut_extent(extent, max_stored, format_aware);
         let mut out = Vec::with_capacity(cuts.len());
         let mut local: HashMap<[u8; 32], usize> = HashMap::new();
         let mut pend: Vec<Pending> = Vec::new();
@@ -834,7 +875,10 @@ impl Reducer for SimilarityReducer {
             let logical = extent.slice(off..off + len);
             off += len;
             self.stats.chunks.fetch_add(1, Ordering::Relaxed);
-            let fp: [u8; 32] = *blake3::hash(&logical).as_bytes();
+            let fp: [u8; 32] = match fps.get(&(start, len)) {
+                Some(fp) => *fp,
+                None => *blake3::hash(&logical).as_bytes(),
+            };
             if let (Some(r), Some((pr, pfp))) = (run, prev_piece) {
                 if r == pr {
                     self.remember_follow(pfp, len, fp);
