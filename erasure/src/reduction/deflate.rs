@@ -78,10 +78,12 @@ const FAST_BITS: u32 = 10;
 
 /// A canonical Huffman code: a lookup table for decoding, codes for encoding.
 struct Huffman {
-    /// `symbol << 4 | length` of the codes of at most `bits` bits, indexed
-    /// by the next `bits` bits; 0 for longer codes and unused ones.
-    table: Vec<u16>,
+    /// [`Entry`] of the codes of at most `bits` bits, indexed by the next
+    /// `bits` bits; 0 for longer codes and unused ones.
+    table: Vec<u32>,
     bits: u32,
+    /// Per symbol: the base value and extra bits its entries carry.
+    extra: &'static [(u16, u8)],
     /// Codes per length and the symbols in canonical order (for long codes).
     count: [u16; 16],
     symbols: Vec<u16>,
@@ -91,8 +93,46 @@ struct Huffman {
     complete: bool,
 }
 
+/// A decoding table entry, packed so that one load gives all a symbol's
+/// decoding needs (the parse waits on these loads): bits 0-3 the code's
+/// length, 4-7 how many extra bits follow it, 8-16 the symbol, 17-31 the
+/// base its extra bits are added to (match lengths and distances).
+type Entry = u32;
+
+/// The entry of `sym` with a code of `len` bits.
+#[inline(always)]
+fn entry(extra: &[(u16, u8)], sym: usize, len: u32) -> Entry {
+    let (base, x) = extra.get(sym).copied().unwrap_or((0, 0));
+    (base as u32) << 17 | (sym as u32) << 8 | (x as u32) << 4 | len
+}
+
+/// Base and extra bits of the literal/length symbols (literals and the
+/// end of block have none; 286 and 287 are invalid).
+static LIT_EXTRA: [(u16, u8); 288] = {
+    let mut t = [(0u16, 0u8); 288];
+    let mut i = 0;
+    while i < 29 {
+        t[257 + i] = (LEN_BASE[i], LEN_EXTRA[i]);
+        i += 1;
+    }
+    t
+};
+
+/// Base and extra bits of the distance symbols (30 and 31 are invalid).
+static DIST_EXTRA_OF: [(u16, u8); 30] = {
+    let mut t = [(0u16, 0u8); 30];
+    let mut i = 0;
+    while i < 30 {
+        t[i] = (DIST_BASE[i], DIST_EXTRA[i]);
+        i += 1;
+    }
+    t
+};
+
 impl Huffman {
-    fn new(lengths: &[u8]) -> Res<Huffman> {
+    /// The code of symbols with code lengths `lengths`, whose entries carry
+    /// the bases and extra bits of `extra` (empty: none).
+    fn new(lengths: &[u8], extra: &'static [(u16, u8)]) -> Res<Huffman> {
         let mut count = [0u16; 16];
         for &l in lengths {
             count[l as usize] += 1;
@@ -113,7 +153,7 @@ impl Huffman {
             code = (code + count[l - 1] as u32) << 1;
             next[l] = code;
         }
-        let mut table = vec![0u16; 1 << bits];
+        let mut table = vec![0u32; 1 << bits];
         let mut codes = vec![(0u16, 0u8); lengths.len()];
         // Symbols in canonical order (by length, then value), for long codes.
         let mut offset = [0usize; 16];
@@ -137,15 +177,17 @@ impl Huffman {
             if l as u32 > bits {
                 continue;
             }
+            let e = entry(extra, sym, l as u32);
             let mut k = rev as usize;
             while k < table.len() {
-                table[k] = ((sym as u16) << 4) | l as u16;
+                table[k] = e;
                 k += 1 << l;
             }
         }
         Ok(Huffman {
             table,
             bits,
+            extra,
             count,
             symbols,
             codes,
@@ -156,11 +198,19 @@ impl Huffman {
     /// The symbol and code length at the start of `v` (the next bits, LSB first).
     #[inline(always)]
     fn lookup(&self, v: u64) -> Option<(usize, u32)> {
+        let e = self.lookup_entry(v)?;
+        Some((((e >> 8) & 0x1ff) as usize, e & 15))
+    }
+
+    /// The [`Entry`] of the code at the start of `v`.
+    #[inline(always)]
+    fn lookup_entry(&self, v: u64) -> Option<Entry> {
         let e = self.table[(v & ((1 << self.bits) - 1)) as usize];
         if e != 0 {
-            return Some(((e >> 4) as usize, (e & 15) as u32));
+            return Some(e);
         }
-        self.lookup_long(v)
+        let (sym, len) = self.lookup_long(v)?;
+        Some(entry(self.extra, sym, len))
     }
 
     /// Canonical decoding one bit at a time, for codes the table does not hold.
@@ -214,8 +264,8 @@ impl Tables {
         lit[144..256].fill(9);
         lit[256..280].fill(7);
         Ok(Tables {
-            lit: Huffman::new(&lit)?,
-            dist: Huffman::new(&[5u8; 30])?,
+            lit: Huffman::new(&lit, &LIT_EXTRA)?,
+            dist: Huffman::new(&[5u8; 30], &DIST_EXTRA_OF)?,
         })
     }
 }
@@ -321,7 +371,7 @@ fn dynamic_tables(r: &mut Reader, pos: &mut u64) -> Res<Tables> {
     for &i in &CL_ORDER[..hclen] {
         cl[i] = r.take(pos, 3) as u8;
     }
-    let clh = Huffman::new(&cl)?;
+    let clh = Huffman::new(&cl, &[])?;
     let mut lengths = [0u8; 286 + 30];
     let n = hlit + hdist;
     let mut i = 0;
@@ -346,8 +396,8 @@ fn dynamic_tables(r: &mut Reader, pos: &mut u64) -> Res<Tables> {
         return Err(Invalid);
     }
     Ok(Tables {
-        lit: Huffman::new(&lengths[..hlit])?,
-        dist: Huffman::new(&lengths[hlit..n])?,
+        lit: Huffman::new(&lengths[..hlit], &LIT_EXTRA)?,
+        dist: Huffman::new(&lengths[hlit..n], &DIST_EXTRA_OF)?,
     })
 }
 
@@ -799,14 +849,14 @@ fn huffman_run<S: Sink>(h: &Header, data: &[u8], pos: u64, limit: u64, out: &mut
         next += ((63 - left) >> 3) as usize;
         left |= 56;
         let at = next as u64 * 8 - left as u64;
-        let (sym, n) = if e != 0 {
-            ((e >> 4) as usize, (e & 15) as u32)
-        } else {
-            match lit.lookup(buf) {
-                Some(x) => x,
+        if e == 0 {
+            match lit.lookup_entry(buf) {
+                Some(x) => e = x,
                 None => break,
             }
-        };
+        }
+        let sym = (e >> 8) & 0x1ff;
+        let n = e & 15;
         if sym < 256 {
             let end = at + n as u64;
             if end > limit {
@@ -823,22 +873,21 @@ fn huffman_run<S: Sink>(h: &Header, data: &[u8], pos: u64, limit: u64, out: &mut
         if sym == 256 || sym > 285 {
             break;
         }
-        let i = sym - 257;
-        let le = LEN_EXTRA[i] as u32;
-        let len = LEN_BASE[i] + ((buf >> n) & ((1 << le) - 1)) as u16;
+        let le = (e >> 4) & 15;
+        let len = (e >> 17) as u16 + ((buf >> n) & ((1 << le) - 1)) as u16;
         if len > 257 && sym == 284 {
             break;
         }
         let mut used = n + le;
-        let Some((d, dl)) = dist.lookup(buf >> used) else {
+        let Some(de) = dist.lookup_entry(buf >> used) else {
             break;
         };
-        if d >= 30 {
+        if (de >> 8) & 0x1ff >= 30 {
             break;
         }
-        used += dl;
-        let dx = DIST_EXTRA[d] as u32;
-        let distance = DIST_BASE[d] + ((buf >> used) & ((1 << dx) - 1)) as u16;
+        used += de & 15;
+        let dx = (de >> 4) & 15;
+        let distance = (de >> 17) as u16 + ((buf >> used) & ((1 << dx) - 1)) as u16;
         used += dx;
         let end = at + used as u64;
         if end > limit {
@@ -934,12 +983,24 @@ impl BitWriter {
 
     /// Appends the low `n` ≤ 32 bits of `v`.
     pub fn put(&mut self, v: u32, n: u32) {
-        self.acc.put(&mut self.out, v, n);
+        self.with_writer(|w| w.put(v, n));
     }
 
     /// Appends `n` bits of `src` from bit `from`.
     pub fn copy_bits(&mut self, src: &[u8], from: u64, n: u64) {
-        self.acc.copy_bits(&mut self.out, src, from, n);
+        self.with_writer(|w| w.copy_bits(src, from, n));
+    }
+
+    /// Runs `f` on a [`Writer`] over this writer's bits.
+    #[inline(always)]
+    fn with_writer<T>(&mut self, f: impl FnOnce(&mut Writer) -> T) -> T {
+        let mut w = Writer {
+            acc: std::mem::take(&mut self.acc),
+            out: &mut self.out,
+        };
+        let r = f(&mut w);
+        self.acc = w.acc;
+        r
     }
 
     /// Bits written so far.
@@ -956,6 +1017,51 @@ impl BitWriter {
     }
 }
 
+/// Where an encoder's bits go: a byte vector ([`Writer`]), or a comparison
+/// with the bits they should be ([`Compare`]).
+trait BitOut {
+    /// Appends the low `n` ≤ 32 bits of `v`.
+    fn put(&mut self, v: u32, n: u32);
+
+    /// Appends a symbol's code from `codes` (see [`Huffman`]).
+    #[inline(always)]
+    fn code(&mut self, codes: &[(u16, u8)], sym: usize) -> Res<()> {
+        let (code, len) = code_of(codes, sym)?;
+        self.put(code, len);
+        Ok(())
+    }
+
+    /// Appends the codes of the literals `lits` from `codes` (a literal
+    /// without a code is an error, after the run).
+    #[inline(always)]
+    fn literals(&mut self, codes: &[(u16, u8)], lits: &[u8]) -> Res<()> {
+        let codes: &[(u16, u8); 256] = codes
+            .get(..256)
+            .and_then(|c| c.try_into().ok())
+            .ok_or(Invalid)?;
+        let mut missing = false;
+        for &b in lits {
+            let (code, len) = codes[b as usize];
+            missing |= len == 0;
+            self.put(code as u32, len as u32);
+        }
+        if missing {
+            return Err(Invalid);
+        }
+        Ok(())
+    }
+
+    /// Appends `n` bits of `src` from bit `from`.
+    fn copy_bits(&mut self, src: &[u8], from: u64, n: u64) {
+        let mut done = 0;
+        while done < n {
+            let k = (n - done).min(32) as u32;
+            self.put(peek(src, from + done, k), k);
+            done += k as u64;
+        }
+    }
+}
+
 /// The bits a [`BitWriter`] holds short of a 32-bit word (fewer than 32),
 /// apart from its bytes, so that the encoder can keep them in registers.
 #[derive(Default)]
@@ -964,35 +1070,46 @@ struct Acc {
     n: u32,
 }
 
-impl Acc {
-    /// Appends the low `n` ≤ 32 bits of `v`, the whole words to `out`.
+/// A [`BitOut`] into a byte vector through an accumulator (kept in
+/// registers while it is a local: only the vector is behind a pointer).
+struct Writer<'a> {
+    acc: Acc,
+    out: &'a mut Vec<u8>,
+}
+
+impl BitOut for Writer<'_> {
     #[inline(always)]
-    fn put(&mut self, out: &mut Vec<u8>, v: u32, n: u32) {
-        self.v |= (v as u64 & ((1u64 << n) - 1)) << self.n;
-        self.n += n;
-        if self.n >= 32 {
-            out.extend_from_slice(&(self.v as u32).to_le_bytes());
-            self.v >>= 32;
-            self.n -= 32;
+    fn put(&mut self, v: u32, n: u32) {
+        let acc = &mut self.acc;
+        acc.v |= (v as u64 & ((1u64 << n) - 1)) << acc.n;
+        acc.n += n;
+        if acc.n >= 32 {
+            self.out.extend_from_slice(&(acc.v as u32).to_le_bytes());
+            acc.v >>= 32;
+            acc.n -= 32;
         }
     }
+}
 
-    /// Appends a symbol's code from `codes` (see [`Huffman`]).
+/// A [`BitOut`] that compares each put with the bits of `expected` at
+/// `pos`, noting any difference in `diff`: one load per item and no
+/// branch on the bits (a writer's word flushes are unpredictable).
+struct Compare<'a> {
+    expected: &'a [u8],
+    pos: u64,
+    diff: u64,
+}
+
+impl BitOut for Compare<'_> {
     #[inline(always)]
-    fn code(&mut self, out: &mut Vec<u8>, codes: &[(u16, u8)], sym: usize) -> Res<()> {
-        let (code, len) = code_of(codes, sym)?;
-        self.put(out, code, len);
-        Ok(())
-    }
-
-    /// Appends `n` bits of `src` from bit `from`.
-    fn copy_bits(&mut self, out: &mut Vec<u8>, src: &[u8], from: u64, n: u64) {
-        let mut done = 0;
-        while done < n {
-            let k = (n - done).min(32) as u32;
-            self.put(out, peek(src, from + done, k), k);
-            done += k as u64;
-        }
+    fn put(&mut self, v: u32, n: u32) {
+        let byte = (self.pos >> 3) as usize;
+        let got = match self.expected.get(byte..byte + 8) {
+            Some(w) => u64::from_le_bytes(w.try_into().expect("8 bytes")) >> (self.pos & 7),
+            None => peek(self.expected, self.pos, n) as u64,
+        };
+        self.diff |= (got ^ v as u64) & ((1u64 << n) - 1);
+        self.pos += n as u64;
     }
 }
 
@@ -1054,15 +1171,26 @@ fn dist_symbol(dist: u16) -> Res<(usize, u32, u32)> {
 pub fn encode(block: Block, tokens: &[u8], w: &mut BitWriter) -> Res<Block> {
     // The accumulator as locals of its own (kept in registers: only the
     // byte vector is reached through a pointer).
-    let mut out = std::mem::take(&mut w.out);
-    let mut acc = std::mem::take(&mut w.acc);
-    let r = encode_with(block, tokens, &mut acc, &mut out);
-    (w.acc, w.out) = (acc, out);
-    r
+    w.with_writer(|w| encode_with(block, tokens, w))
+}
+
+/// Whether the items of `tokens`, written from `block`, are exactly the
+/// bits `from..to` of `expected` (what [`encode`] would write there,
+/// without writing it anywhere).
+pub fn encodes_to(block: Block, tokens: &[u8], expected: &[u8], from: u64, to: u64) -> bool {
+    let mut cmp = Compare {
+        expected,
+        pos: from,
+        diff: 0,
+    };
+    encode_with(block, tokens, &mut cmp).is_ok()
+        && cmp.diff == 0
+        && cmp.pos == to
+        && to <= expected.len() as u64 * 8
 }
 
 #[inline(always)]
-fn encode_with(mut block: Block, tokens: &[u8], w: &mut Acc, out: &mut Vec<u8>) -> Res<Block> {
+fn encode_with(mut block: Block, tokens: &[u8], w: &mut impl BitOut) -> Res<Block> {
     let mut at = 0usize;
     loop {
         let n = get_varint(tokens, &mut at)? as usize;
@@ -1071,19 +1199,14 @@ fn encode_with(mut block: Block, tokens: &[u8], w: &mut Acc, out: &mut Vec<u8>) 
             .ok_or(Invalid)?;
         at += n;
         match &mut block {
-            Block::Huffman(h) => {
-                let codes = &h.tables.lit.codes[..];
-                for &b in lits {
-                    w.code(out, codes, b as usize)?;
-                }
-            }
+            Block::Huffman(h) => w.literals(&h.tables.lit.codes, lits)?,
             Block::Stored { left, .. } => {
                 if (*left as usize) < lits.len() {
                     return Err(Invalid);
                 }
                 *left -= lits.len() as u32;
                 for &b in lits {
-                    w.put(out, b as u32, 8);
+                    w.put(b as u32, 8);
                 }
             }
             _ if lits.is_empty() => {}
@@ -1104,17 +1227,17 @@ fn encode_with(mut block: Block, tokens: &[u8], w: &mut Acc, out: &mut Vec<u8>) 
             // and 15 + 13 bits).
             let (ls, le, ln) = length_symbol(code);
             let (c, l) = code_of(&h.tables.lit.codes, ls)?;
-            w.put(out, c | le << l, l + ln);
+            w.put(c | le << l, l + ln);
             let (ds, de, dn) = dist_symbol(dist)?;
             let (c, l) = code_of(&h.tables.dist.codes, ds)?;
-            w.put(out, c | de << l, l + dn);
+            w.put(c | de << l, l + dn);
             continue;
         }
         match code {
             CTL_END_OF_BLOCK => {
                 block = match &block {
                     Block::Huffman(h) => {
-                        w.code(out, &h.tables.lit.codes, 256)?;
+                        w.code(&h.tables.lit.codes, 256)?;
                         if h.last() {
                             Block::Done
                         } else {
@@ -1144,7 +1267,7 @@ fn encode_with(mut block: Block, tokens: &[u8], w: &mut Acc, out: &mut Vec<u8>) 
                 let nbits = u32::try_from(nbits).map_err(|_| Invalid)?;
                 // Stored headers hold alignment padding: keep them verbatim too.
                 block = block_of_header(bits, nbits)?;
-                w.copy_bits(out, bits, 0, nbits as u64);
+                w.copy_bits(bits, 0, nbits as u64);
             }
             CTL_GAP => {
                 let nbits = get_varint(tokens, &mut at)?;
@@ -1153,7 +1276,7 @@ fn encode_with(mut block: Block, tokens: &[u8], w: &mut Acc, out: &mut Vec<u8>) 
                     .get(at..at.checked_add(nbytes).ok_or(Invalid)?)
                     .ok_or(Invalid)?;
                 at += nbytes;
-                w.copy_bits(out, bits, 0, nbits);
+                w.copy_bits(bits, 0, nbits);
                 block = Block::Boundary;
             }
             CTL_STOP => return Ok(block),
@@ -1280,6 +1403,14 @@ pub(crate) mod tests {
         ));
         assert_eq!(w.bits(), end);
         assert_eq!(w.finish(), stream);
+        // The check without writing agrees, and catches any changed bit.
+        assert!(encodes_to(Block::Boundary, &tokens, stream, 0, end));
+        assert!(!encodes_to(Block::Boundary, &tokens, stream, 0, end - 1));
+        for bit in [0, end / 2, end - 1] {
+            let mut changed = stream.to_vec();
+            changed[(bit / 8) as usize] ^= 1 << (bit % 8);
+            assert!(!encodes_to(Block::Boundary, &tokens, &changed, 0, end));
+        }
     }
 
     #[test]

@@ -595,15 +595,9 @@ impl SimilarityReducer {
             return Ok(None);
         }
         // The stored form is only as good as the rebuild: check it.
-        let tail = &logical[(ct.start.end_bits / 8) as usize..];
-        let rebuilt = encode::rebuild(
-            logical.len(),
-            &ct.start.block,
-            (logical, ct.start.prefix_bits),
-            &ct.tokens,
-            (tail, ct.start.end_bits),
-        );
-        if rebuilt.as_deref() != Some(&logical[..]) {
+        let (from, to) = (ct.start.prefix_bits, ct.start.end_bits);
+        let block = ct.start.block.clone();
+        if !deflate::encodes_to(block, &ct.tokens, logical, from, to) {
             return Ok(None);
         }
         Ok(Some(Encoded {
