@@ -22,6 +22,8 @@
 
 use std::sync::Arc;
 
+use super::features::{ItemHash, SUPER_FEATURES};
+
 /// A stream that is not valid deflate (or tokens that do not describe one).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Invalid;
@@ -727,6 +729,8 @@ pub struct ChunkTokens {
     pub start: TokenStart,
     /// The items' serialization, with the bits between two streams as gaps.
     pub tokens: Vec<u8>,
+    /// The items' super-features ([`ItemHash`]); `None` when none was sampled.
+    pub sfs: Option<[u64; SUPER_FEATURES]>,
 }
 
 /// Where the deflate items of a chunk start.
@@ -790,22 +794,93 @@ impl TokenStart {
 /// had them when the chunk was cut: items are never empty, so the items
 /// that end by a bit are the same however the parse came there.
 pub fn chunk_tokens(chunk: &[u8], start: &TokenStart) -> Vec<u8> {
-    let end = start.end_bits.min(chunk.len() as u64 * 8);
     let mut t = Tokens::default();
+    chunk_items(chunk, start, &mut t);
+    t.finish()
+}
+
+/// [`chunk_tokens`] with the items' super-features, as the reducer sampled
+/// them when the chunk was cut.
+pub fn chunk_tokens_and_features(chunk: &[u8], start: &TokenStart) -> ChunkTokens {
+    let mut f = Featured::default();
+    chunk_items(chunk, start, &mut f);
+    f.finish(start.clone())
+}
+
+/// Parses the items of `chunk` from `start` into `out`, with gaps between streams.
+fn chunk_items(chunk: &[u8], start: &TokenStart, out: &mut impl Gaps) {
+    let end = start.end_bits.min(chunk.len() as u64 * 8);
     let mut parser = Parser::new(start.block.clone());
     let mut pos = start.prefix_bits.min(end);
     for i in 0..=start.streams.len() {
         let limit = start.streams.get(i).copied().unwrap_or(end).min(end);
-        let (p, _) = parser.parse(chunk, pos, limit.max(pos), Some(&mut t));
+        let (p, _) = parser.parse_into(chunk, pos, limit.max(pos), out);
         let Some(&next) = start.streams.get(i) else {
             break;
         };
         let next = next.clamp(p, end);
-        t.gap(chunk, p, next);
+        out.gap(chunk, p, next);
         parser = Parser::new(Block::Boundary);
         pos = next;
     }
-    t.finish()
+}
+
+/// A sink that also keeps the bits between two streams.
+pub(super) trait Gaps: Sink {
+    /// Appends the bits `from..to` of `data` verbatim (between two streams).
+    fn gap(&mut self, data: &[u8], from: u64, to: u64);
+}
+
+impl Gaps for Tokens {
+    fn gap(&mut self, data: &[u8], from: u64, to: u64) {
+        Tokens::gap(self, data, from, to);
+    }
+}
+
+/// A sink that keeps tokens and samples their super-features ([`ItemHash`]).
+#[derive(Default)]
+pub(super) struct Featured {
+    tokens: Tokens,
+    hash: ItemHash,
+}
+
+impl Featured {
+    /// The tokens and features so far, as the items of a chunk from `start`.
+    pub(super) fn finish(mut self, start: TokenStart) -> ChunkTokens {
+        ChunkTokens {
+            start,
+            sfs: self.hash.finish(),
+            tokens: self.tokens.finish(),
+        }
+    }
+}
+
+impl Sink for Featured {
+    #[inline(always)]
+    fn literal(&mut self, b: u8, end: u64) -> bool {
+        self.hash.literal(b);
+        self.tokens.literal(b, end)
+    }
+
+    #[inline(always)]
+    fn matched(&mut self, len: u16, dist: u16, end: u64) -> bool {
+        self.hash.matched(len, dist);
+        self.tokens.matched(len, dist, end)
+    }
+
+    fn end_of_block(&mut self) -> bool {
+        self.tokens.end_of_block()
+    }
+
+    fn header(&mut self, data: &[u8], from: u64, to: u64) -> bool {
+        self.tokens.header(data, from, to)
+    }
+}
+
+impl Gaps for Featured {
+    fn gap(&mut self, data: &[u8], from: u64, to: u64) {
+        self.tokens.gap(data, from, to);
+    }
 }
 
 /// Parses the literals and matches of a Huffman block from `pos` for as

@@ -52,7 +52,13 @@ const fn transforms() -> [(u64, u64); FEATURES] {
 /// very likely to share most of their content. `None` when no position was
 /// sampled (tiny or constant chunks).
 pub fn super_features(data: &[u8]) -> Option<[u64; SUPER_FEATURES]> {
-    super_features_with(data, FEATURES_PER_SF)
+    let mut h = 0u64;
+    let mut s = Sampler::default();
+    for &b in data {
+        h = gear(h, b);
+        s.offer(h);
+    }
+    s.finish(FEATURES_PER_SF)
 }
 
 /// Salt of the super-features of float chunks (a separate key space).
@@ -84,15 +90,62 @@ pub fn float_super_features(
     s.finish_float()
 }
 
-/// Super-features of `per_sf` features each (at most [`FEATURES_PER_SF`]).
-pub fn super_features_with(data: &[u8], per_sf: usize) -> Option<[u64; SUPER_FEATURES]> {
-    let mut h = 0u64;
-    let mut s = Sampler::default();
-    for &b in data {
-        h = gear(h, b);
-        s.offer(h);
+/// Features per super-feature of a chunk's deflate tokens: one, as for
+/// floats (the tokens of two versions' chunks rarely line up).
+pub const TOKEN_FEATURES_PER_SF: usize = 1;
+
+/// Gear steps into a chunk's deflate items before its features are
+/// sampled: from then on the hash depends on the chunk's items alone (each
+/// step shifts the hash by a bit), so that a parse of the chunk by itself
+/// samples the same features as the parse that cut it.
+const ITEM_WARMUP_STEPS: u32 = 64;
+/// An item end is sampled when these bits of the hash are zero (1 in 16:
+/// items are fewer than bytes; on the wheels 1 in 32 found 1% fewer bases).
+const ITEM_SAMPLE_MASK: u64 = 0xf << 40;
+
+/// A Gear hash over deflate items (a literal's byte; a match's length
+/// code and distance bytes; not block headers, which shift between two
+/// builds of a file) and the super-features it samples at item ends, in
+/// the pass of the parse that finds the items.
+#[derive(Clone, Debug, Default)]
+pub struct ItemHash {
+    /// The hash after the last item.
+    pub h: u64,
+    steps: u32,
+    sampler: Sampler,
+}
+
+impl ItemHash {
+    /// Feeds a literal.
+    #[inline(always)]
+    pub fn literal(&mut self, b: u8) {
+        self.h = gear(self.h, b);
+        self.steps += 1;
+        self.offer();
     }
-    s.finish(per_sf)
+
+    /// Feeds a match of length `len` (3..=258) at distance `dist`.
+    #[inline(always)]
+    pub fn matched(&mut self, len: u16, dist: u16) {
+        let [d0, d1] = dist.to_le_bytes();
+        self.h = gear(gear(gear(self.h, (len - 3) as u8), d0), d1);
+        self.steps += 3;
+        self.offer();
+    }
+
+    #[inline(always)]
+    fn offer(&mut self) {
+        if self.steps >= ITEM_WARMUP_STEPS && self.h & ITEM_SAMPLE_MASK == 0 {
+            self.sampler.sample_first(self.h);
+        }
+    }
+
+    /// The super-features of the items since the last call (see
+    /// [`Sampler::finish`]); the hash goes on.
+    pub fn finish(&mut self) -> Option<[u64; SUPER_FEATURES]> {
+        self.steps = 0;
+        self.sampler.finish(TOKEN_FEATURES_PER_SF)
+    }
 }
 
 /// Order-0 entropy of `bytes` in bits per byte (0 for none).
@@ -146,6 +199,18 @@ impl Sampler {
             if v > *m {
                 *m = v;
             }
+        }
+    }
+
+    /// [`Sampler::sample`] of the first feature of each super-feature only
+    /// (all that [`Sampler::finish`] of one feature each reads).
+    #[inline(always)]
+    fn sample_first(&mut self, h: u64) {
+        self.sampled = true;
+        for i in 0..SUPER_FEATURES {
+            let (a, c) = TRANSFORMS[i * FEATURES_PER_SF];
+            let m = &mut self.max[i * FEATURES_PER_SF];
+            *m = (*m).max(h.wrapping_mul(a).wrapping_add(c));
         }
     }
 

@@ -835,10 +835,6 @@ impl streams::CutMemo for Remembered<'_> {
     }
 }
 
-/// Features per super-feature of a chunk's deflate tokens: one, as for
-/// floats (the tokens of two versions' chunks rarely line up).
-const TOKEN_FEATURES_PER_SF: usize = 1;
-
 /// Whether a found base holds floats (its delta is an XOR, never backed off).
 fn b_is_float(base: &Option<(u64, Base)>) -> bool {
     base.as_ref().is_some_and(|(_, b)| b.layout.is_some())
@@ -923,7 +919,7 @@ impl Reducer for SimilarityReducer {
             let tokens = piece_tokens
                 .or_else(|| walk.as_mut().filter(|_| !clear)?.chunk(start, start + len))
                 .and_then(|ct| {
-                    let sfs = features::super_features_with(&ct.tokens, TOKEN_FEATURES_PER_SF)?;
+                    let sfs = ct.sfs?;
                     Some((ct, sfs))
                 });
             // The delta of a chunk inside deflate data: bytes or tokens.
@@ -1094,17 +1090,13 @@ impl Reducer for SimilarityReducer {
         let layout = encode::planes_layout(encoding, stored).filter(|_| self.cfg.float_planes);
         let deflate = encode::stream_start(encoding, stored)
             .filter(|_| self.cfg.float_planes)
-            .map(|start| {
-                let tokens = deflate::chunk_tokens(&logical, &start);
-                (start, Bytes::from(tokens))
-            });
+            .map(|start| deflate::chunk_tokens_and_features(&logical, &start));
         let sfs = match (layout, &deflate) {
             (Some((w, p)), _) => features::float_super_features(&logical, w, p),
-            (None, Some((_, tokens))) => {
-                features::super_features_with(tokens, TOKEN_FEATURES_PER_SF)
-            }
+            (None, Some(ct)) => ct.sfs,
             (None, None) => chunker::byte_features(&logical, self.sizes(usize::MAX)),
         };
+        let deflate = deflate.map(|ct| (ct.start, Bytes::from(ct.tokens)));
         let Some(sfs) = sfs else {
             return;
         };

@@ -7,9 +7,10 @@
 
 use super::chunker::zip_header_at;
 use super::deflate::{
-    parse_header, peek, Block, ChunkTokens, Parser, Reader, Sink, Stop, TokenStart, Tokens,
+    parse_header, peek, Block, ChunkTokens, Featured, Gaps, Parser, Reader, Sink, Stop, TokenStart,
+    Tokens,
 };
-use super::features::gear;
+use super::features::ItemHash;
 
 /// Offset of the first zip member's local header in `data` (deflated or
 /// not; a plausible header as the chunker anchors its cuts at).
@@ -124,7 +125,7 @@ impl<'a> StreamWalk<'a> {
     pub fn chunk(&mut self, start: usize, end: usize) -> Option<ChunkTokens> {
         let (cs, ce) = (start as u64 * 8, end as u64 * 8);
         self.sync(cs);
-        let mut t = Tokens::default();
+        let mut t = Featured::default();
         let mut first: Option<(u64, Block)> = None;
         let mut streams = Vec::new();
         let (mut last, mut covered) = (cs, 0u64);
@@ -145,7 +146,7 @@ impl<'a> StreamWalk<'a> {
                     streams.push(*pos - cs);
                 }
             }
-            let (p, stop) = parser.parse(self.data, *pos, ce.min(cut), Some(&mut t));
+            let (p, stop) = parser.parse_into(self.data, *pos, ce.min(cut), &mut t);
             covered += p - *pos;
             (*pos, last) = (p, p);
             if stop == Stop::Limit && ce <= cut {
@@ -154,14 +155,13 @@ impl<'a> StreamWalk<'a> {
             self.cur = None;
         }
         let (first, block) = first?;
-        (covered * 2 >= ce - cs).then(|| ChunkTokens {
-            start: TokenStart {
+        (covered * 2 >= ce - cs).then(|| {
+            t.finish(TokenStart {
                 block,
                 prefix_bits: first - cs,
                 end_bits: last - cs,
                 streams,
-            },
-            tokens: t.finish(),
+            })
         })
     }
 }
@@ -448,12 +448,12 @@ pub struct Piece {
     pub tokens: Option<ChunkTokens>,
 }
 
-/// A sink that keeps tokens and cuts where a Gear hash of the literals and
-/// matches (not of block headers: the block structure shifts between two
-/// builds of a file) meets a mask, between a minimum and a maximum size.
+/// A sink that keeps tokens and cuts where the Gear hash of the items
+/// ([`ItemHash`], which also samples the piece's features) meets a mask,
+/// between a minimum and a maximum size.
 struct Cutting {
     tokens: Tokens,
-    h: u64,
+    hash: ItemHash,
     from: u64,
     min: u64,
     max: u64,
@@ -464,7 +464,7 @@ impl Cutting {
     #[inline(always)]
     fn cut(&self, end: u64) -> bool {
         let n = end - self.from;
-        (n >= self.min && self.h & self.mask == 0) || n >= self.max
+        (n >= self.min && self.hash.h & self.mask == 0) || n >= self.max
     }
 }
 
@@ -472,17 +472,14 @@ impl Sink for Cutting {
     #[inline(always)]
     fn literal(&mut self, b: u8, end: u64) -> bool {
         self.tokens.literal(b, end);
-        self.h = gear(self.h, b);
+        self.hash.literal(b);
         self.cut(end)
     }
 
     #[inline(always)]
     fn matched(&mut self, len: u16, dist: u16, end: u64) -> bool {
         self.tokens.record((len - 3) as u8, dist);
-        self.h = gear(
-            gear(gear(self.h, (len - 3) as u8), dist as u8),
-            (dist >> 8) as u8,
-        );
+        self.hash.matched(len, dist);
         self.cut(end)
     }
 
@@ -508,7 +505,8 @@ pub struct SpanCutter {
     pos: u64,
     /// Bit where the member's data ends, in the extent.
     end: u64,
-    h: u64,
+    /// The items' hash (cuts go on from the last piece's; features restart).
+    hash: ItemHash,
     /// Whether the stream has ended or turned out not to be deflate.
     done: bool,
     /// Bytes searched for the next block after known pieces (see [`resync`]).
@@ -529,7 +527,7 @@ impl SpanCutter {
             parser: Parser::new(Block::Boundary),
             pos,
             end,
-            h: 0,
+            hash: ItemHash::default(),
             done: false,
             window,
         }
@@ -571,7 +569,7 @@ impl SpanCutter {
             let block = self.parser.block().clone();
             let mut sink = Cutting {
                 tokens: Tokens::default(),
-                h: self.h,
+                hash: std::mem::take(&mut self.hash),
                 from: cs,
                 min: sizes.min as u64 * 8,
                 max: (sizes.max as u64 - 1) * 8,
@@ -581,7 +579,8 @@ impl SpanCutter {
             let cap = start + sizes.max;
             let piece_limit = limit.min(cap as u64 * 8);
             let (p, stop) = self.parser.parse_into(data, first, piece_limit, &mut sink);
-            (self.pos, self.h) = (p, sink.h);
+            let sfs = sink.hash.finish();
+            (self.pos, self.hash) = (p, sink.hash);
             let end = match stop {
                 Stop::Cut => (p.div_ceil(8) as usize).min(stop_byte),
                 Stop::Limit => cap.min(stop_byte),
@@ -599,6 +598,7 @@ impl SpanCutter {
                     streams: Vec::new(),
                 },
                 tokens: sink.tokens.finish(),
+                sfs,
             });
             out.push(Piece {
                 len: end - start,
@@ -616,7 +616,7 @@ impl SpanCutter {
             // Past the known pieces: the parser state there is not at hand,
             // the next block is.
             self.parser = Parser::new(Block::Boundary);
-            self.h = 0;
+            self.hash = ItemHash::default();
             let from = start as u64 * 8;
             match (from < limit).then(|| resync(data, from, self.window as u64 * 8)) {
                 Some(Some(bit)) if bit < limit => self.pos = bit,
@@ -651,8 +651,8 @@ fn zip_member(data: &[u8], at: usize) -> Option<(usize, Option<usize>)> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::deflate::chunk_tokens;
     use super::super::deflate::tests::{source_text, zip};
+    use super::super::deflate::{chunk_tokens, chunk_tokens_and_features};
     use super::*;
     use proptest::prelude::*;
 
@@ -686,6 +686,8 @@ mod tests {
         );
         assert_eq!(rebuilt.as_deref(), Some(chunk));
         assert_eq!(chunk_tokens(chunk, &ct.start), ct.tokens);
+        let alone = chunk_tokens_and_features(chunk, &ct.start);
+        assert_eq!((alone.tokens, alone.sfs), (ct.tokens.clone(), ct.sfs));
     }
 
     /// Does what the reducer does with an extent's deflate data (large
