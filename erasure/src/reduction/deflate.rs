@@ -170,21 +170,22 @@ impl Huffman {
             }
         }
         for (sym, &l) in lengths.iter().enumerate() {
-            if l == 0 {
-                continue;
+            if l > 0 {
+                codes[sym] = (reverse(next[l as usize], l as u32) as u16, l);
+                next[l as usize] += 1;
             }
-            let rev = reverse(next[l as usize], l as u32);
-            next[l as usize] += 1;
-            codes[sym] = (rev as u16, l);
-            if l as u32 > bits {
-                continue;
+        }
+        // Length by length, the table so far doubled: an entry for a code
+        // of `l` bits (bit-reversed) repeats every 2^l entries, and a
+        // longer code's slot is free in the copy (the code is prefix-free).
+        let mut done = 0;
+        for l in 1..=bits as usize {
+            table.copy_within(..1 << (l - 1), 1 << (l - 1));
+            for &sym in &symbols[done..done + count[l] as usize] {
+                let rev = codes[sym as usize].0 as usize;
+                table[rev] = entry(extra, sym as usize, l as u32);
             }
-            let e = entry(extra, sym, l as u32);
-            let mut k = rev as usize;
-            while k < table.len() {
-                table[k] = e;
-                k += 1 << l;
-            }
+            done += count[l] as usize;
         }
         Ok(Huffman {
             table,
