@@ -5,7 +5,9 @@
 //! walked chunk by chunk with `StreamWalk`; the input is split into two extents, so that the second may start inside a
 //! member. For every chunk that comes with tokens:
 //! - its verbatim prefix, its tokens and its verbatim tail rebuild exactly its bytes, and
-//! - the chunk alone parses to the same tokens (what a delta against it decodes with);
+//! - the chunk alone parses to the same tokens (what a delta against it decodes with) and
+//!   samples the same super-features (what the warm-up after a restart indexes it by), and
+//! - the check the reducer makes before storing a token delta (`encodes_to`) accepts them;
 //!
 //! and the cutter's pieces are non-empty, within the maximum and cover what they cut. Each
 //! extent is cut a second time remembering which piece followed which the first time (as the
@@ -14,7 +16,9 @@
 //!
 //! Input: one byte picks the chunk size, one the split point, the rest is data.
 #![no_main]
-use cairn_erasure::reduction::deflate::{chunk_tokens, ChunkTokens};
+use cairn_erasure::reduction::deflate::{
+    chunk_tokens, chunk_tokens_and_features, encodes_to, ChunkTokens,
+};
 use cairn_erasure::reduction::encode::rebuild;
 use cairn_erasure::reduction::streams::{
     cut_deflate, first_member, CutMemo, CutSizes, DeflateCuts, Forgetful, Piece, StreamWalk,
@@ -68,6 +72,18 @@ fn check(chunk: &[u8], ct: &ChunkTokens) {
         chunk_tokens(chunk, &ct.start),
         ct.tokens,
         "the chunk alone parses to other tokens"
+    );
+    let alone = chunk_tokens_and_features(chunk, &ct.start);
+    assert_eq!(alone.sfs, ct.sfs, "the chunk alone samples other features");
+    assert!(
+        encodes_to(
+            ct.start.block.clone(),
+            &ct.tokens,
+            chunk,
+            ct.start.prefix_bits,
+            end
+        ),
+        "the check rejects tokens that rebuild the chunk"
     );
 }
 
