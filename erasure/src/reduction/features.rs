@@ -94,24 +94,19 @@ pub fn float_super_features(
 /// floats (the tokens of two versions' chunks rarely line up).
 pub const TOKEN_FEATURES_PER_SF: usize = 1;
 
-/// Gear steps into a chunk's deflate items before its features are
-/// sampled: from then on the hash depends on the chunk's items alone (each
-/// step shifts the hash by a bit), so that a parse of the chunk by itself
-/// samples the same features as the parse that cut it.
-const ITEM_WARMUP_STEPS: u32 = 64;
 /// An item end is sampled when these bits of the hash are zero (1 in 16:
 /// items are fewer than bytes; on the wheels 1 in 32 found 1% fewer bases).
 const ITEM_SAMPLE_MASK: u64 = 0xf << 40;
 
-/// A Gear hash over deflate items (a literal's byte; a match's length
-/// code and distance bytes; not block headers, which shift between two
-/// builds of a file) and the super-features it samples at item ends, in
-/// the pass of the parse that finds the items.
+/// A Gear hash over a chunk's deflate items (a literal's byte; a match's
+/// length code and distance bytes; not block headers, which shift between
+/// two builds of a file) from the chunk's first item, and the
+/// super-features it samples at item ends, in the pass of the parse that
+/// finds the items: a parse of the chunk by itself samples the same.
 #[derive(Clone, Debug, Default)]
 pub struct ItemHash {
     /// The hash after the last item.
     pub h: u64,
-    steps: u32,
     sampler: Sampler,
 }
 
@@ -120,7 +115,6 @@ impl ItemHash {
     #[inline(always)]
     pub fn literal(&mut self, b: u8) {
         self.h = gear(self.h, b);
-        self.steps += 1;
         self.offer();
     }
 
@@ -129,21 +123,18 @@ impl ItemHash {
     pub fn matched(&mut self, len: u16, dist: u16) {
         let [d0, d1] = dist.to_le_bytes();
         self.h = gear(gear(gear(self.h, (len - 3) as u8), d0), d1);
-        self.steps += 3;
         self.offer();
     }
 
     #[inline(always)]
     fn offer(&mut self) {
-        if self.steps >= ITEM_WARMUP_STEPS && self.h & ITEM_SAMPLE_MASK == 0 {
+        if self.h & ITEM_SAMPLE_MASK == 0 {
             self.sampler.sample_first(self.h);
         }
     }
 
-    /// The super-features of the items since the last call (see
-    /// [`Sampler::finish`]); the hash goes on.
+    /// The super-features of the items fed (see [`Sampler::finish`]).
     pub fn finish(&mut self) -> Option<[u64; SUPER_FEATURES]> {
-        self.steps = 0;
         self.sampler.finish(TOKEN_FEATURES_PER_SF)
     }
 }

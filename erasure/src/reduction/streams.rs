@@ -448,23 +448,22 @@ pub struct Piece {
     pub tokens: Option<ChunkTokens>,
 }
 
-/// A sink that keeps tokens and cuts where the Gear hash of the items
-/// ([`ItemHash`], which also samples the piece's features) meets a mask,
-/// between a minimum and a maximum size.
+/// A sink that keeps tokens and cuts where the Gear hash of the piece's
+/// items ([`ItemHash`], which also samples the piece's features) meets a
+/// mask, once the piece has its minimum size (the parse's limit keeps it
+/// within the maximum).
 struct Cutting {
     tokens: Tokens,
     hash: ItemHash,
     from: u64,
     min: u64,
-    max: u64,
     mask: u64,
 }
 
 impl Cutting {
     #[inline(always)]
     fn cut(&self, end: u64) -> bool {
-        let n = end - self.from;
-        (n >= self.min && self.hash.h & self.mask == 0) || n >= self.max
+        self.hash.h & self.mask == 0 && end - self.from >= self.min
     }
 }
 
@@ -505,8 +504,6 @@ pub struct SpanCutter {
     pos: u64,
     /// Bit where the member's data ends, in the extent.
     end: u64,
-    /// The items' hash (cuts go on from the last piece's; features restart).
-    hash: ItemHash,
     /// Whether the stream has ended or turned out not to be deflate.
     done: bool,
     /// Bytes searched for the next block after known pieces (see [`resync`]).
@@ -527,7 +524,6 @@ impl SpanCutter {
             parser: Parser::new(Block::Boundary),
             pos,
             end,
-            hash: ItemHash::default(),
             done: false,
             window,
         }
@@ -569,10 +565,9 @@ impl SpanCutter {
             let block = self.parser.block().clone();
             let mut sink = Cutting {
                 tokens: Tokens::default(),
-                hash: std::mem::take(&mut self.hash),
+                hash: ItemHash::default(),
                 from: cs,
                 min: sizes.min as u64 * 8,
-                max: (sizes.max as u64 - 1) * 8,
                 mask: !0u64 << (64 - bits),
             };
             // No piece grows past the maximum, whatever its last item.
@@ -580,7 +575,7 @@ impl SpanCutter {
             let piece_limit = limit.min(cap as u64 * 8);
             let (p, stop) = self.parser.parse_into(data, first, piece_limit, &mut sink);
             let sfs = sink.hash.finish();
-            (self.pos, self.hash) = (p, sink.hash);
+            self.pos = p;
             let end = match stop {
                 Stop::Cut => (p.div_ceil(8) as usize).min(stop_byte),
                 Stop::Limit => cap.min(stop_byte),
@@ -616,7 +611,6 @@ impl SpanCutter {
             // Past the known pieces: the parser state there is not at hand,
             // the next block is.
             self.parser = Parser::new(Block::Boundary);
-            self.hash = ItemHash::default();
             let from = start as u64 * 8;
             match (from < limit).then(|| resync(data, from, self.window as u64 * 8)) {
                 Some(Some(bit)) if bit < limit => self.pos = bit,
