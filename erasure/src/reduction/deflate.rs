@@ -77,12 +77,16 @@ fn reverse(code: u32, len: u32) -> u32 {
 /// Code lengths a [`Huffman`] lookup table resolves at once; longer codes
 /// (rare symbols) are decoded bit by bit. The tables then stay in L1.
 const FAST_BITS: u32 = 10;
+/// Entries of every [`Huffman`] decoding table.
+const TABLE: usize = 1 << FAST_BITS;
 
 /// A canonical Huffman code: a lookup table for decoding, codes for encoding.
 struct Huffman {
     /// [`Entry`] of the codes of at most `bits` bits, indexed by the next
-    /// `bits` bits; 0 for longer codes and unused ones.
-    table: Vec<u32>,
+    /// `bits` bits; 0 for longer codes and unused ones. Always
+    /// [`TABLE`] long (the entries past `1 << bits` unused), so that a
+    /// lookup needs no bounds check.
+    table: Box<[u32; TABLE]>,
     bits: u32,
     /// Per symbol: the base value and extra bits its entries carry.
     extra: &'static [(u16, u8)],
@@ -155,7 +159,7 @@ impl Huffman {
             code = (code + count[l - 1] as u32) << 1;
             next[l] = code;
         }
-        let mut table = vec![0u32; 1 << bits];
+        let mut table = Box::new([0u32; TABLE]);
         let mut codes = vec![(0u16, 0u8); lengths.len()];
         // Symbols in canonical order (by length, then value), for long codes.
         let mut offset = [0usize; 16];
@@ -208,7 +212,7 @@ impl Huffman {
     /// The [`Entry`] of the code at the start of `v`.
     #[inline(always)]
     fn lookup_entry(&self, v: u64) -> Option<Entry> {
-        let e = self.table[(v & ((1 << self.bits) - 1)) as usize];
+        let e = self.table[(v & ((1 << self.bits) - 1) & (TABLE as u64 - 1)) as usize];
         if e != 0 {
             return Some(e);
         }
@@ -914,13 +918,16 @@ fn huffman_run<S: Sink>(h: &Header, data: &[u8], pos: u64, limit: u64, out: &mut
     // long code, or fewer bits at hand than the table reads).
     let peek_entry = |buf: u64, left: u32| {
         if left >= lit.bits {
-            lit.table.get((buf & lmask) as usize).copied().unwrap_or(0)
+            lit.table[(buf & lmask & (TABLE as u64 - 1)) as usize]
         } else {
             0
         }
     };
     let mut e = peek_entry(buf, left);
-    while let Some(w) = load(next) {
+    // Every 8-byte load from `next` up to `last` lies inside `data`.
+    let last = data.len().saturating_sub(8);
+    while next <= last {
+        let w = u64::from_le_bytes(data[next..next + 8].try_into().expect("8 bytes"));
         buf |= w << left;
         next += ((63 - left) >> 3) as usize;
         left |= 56;
