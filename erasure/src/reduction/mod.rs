@@ -948,11 +948,11 @@ impl Reducer for SimilarityReducer {
                     (e.encoding, e.stored) = (ENCODING_STREAM_RAW, Bytes::from(stored));
                 }
             }
-            // Deflate tokens keep walking the previous version's chunks
-            // even where one did not delta (their cuts fall alike).
+            // The base after this chunk's, if it has one (going on along
+            // the previous version's chunks after a chunk of tokens that
+            // found no delta paid 8 times in 72 tries on the wheels).
             next = e
                 .base
-                .or(next.filter(|_| tokens.is_some()))
                 .and_then(|b| self.state.lock().next_base.get(&b).copied());
             match e.encoding {
                 ENCODING_DELTA
