@@ -974,9 +974,14 @@ impl Reducer for SimilarityReducer {
             // Chains stay one level deep: a delta is never a base.
             let as_base = match (e.base, tokens, cut.sfs) {
                 _ if logical.starts_with(&ZSTD_DICT_MAGIC) => None,
-                // A copy: a slice would keep the whole extent buffer alive in the cache.
+                // A copy: a slice would keep the whole extent buffer alive
+                // in the cache; a chunk stored raw with its token start ends
+                // with its bytes in a buffer of its own, which is shared.
                 (None, Some((ct, sfs)), byte_sfs) => Some(Base {
-                    bytes: Bytes::copy_from_slice(&logical),
+                    bytes: match e.encoding {
+                        ENCODING_STREAM_RAW => e.stored.slice(e.stored.len() - len..),
+                        _ => Bytes::copy_from_slice(&logical),
+                    },
                     sfs,
                     layout: None,
                     deflate: Some((ct.start, Bytes::from(ct.tokens))),
