@@ -114,7 +114,7 @@ fn entry(extra: &[(u16, u8)], sym: usize, len: u32) -> Entry {
 
 /// Base and extra bits of the literal/length symbols (literals and the
 /// end of block have none; 286 and 287 are invalid).
-static LIT_EXTRA: [(u16, u8); 288] = {
+static LIT_BASE_EXTRA: [(u16, u8); 288] = {
     let mut t = [(0u16, 0u8); 288];
     let mut i = 0;
     while i < 29 {
@@ -125,7 +125,7 @@ static LIT_EXTRA: [(u16, u8); 288] = {
 };
 
 /// Base and extra bits of the distance symbols (30 and 31 are invalid).
-static DIST_EXTRA_OF: [(u16, u8); 30] = {
+static DIST_BASE_EXTRA: [(u16, u8); 30] = {
     let mut t = [(0u16, 0u8); 30];
     let mut i = 0;
     while i < 30 {
@@ -271,8 +271,8 @@ impl Tables {
         lit[144..256].fill(9);
         lit[256..280].fill(7);
         Ok(Tables {
-            lit: Huffman::new(&lit, &LIT_EXTRA)?,
-            dist: Huffman::new(&[5u8; 30], &DIST_EXTRA_OF)?,
+            lit: Huffman::new(&lit, &LIT_BASE_EXTRA)?,
+            dist: Huffman::new(&[5u8; 30], &DIST_BASE_EXTRA)?,
         })
     }
 }
@@ -403,8 +403,8 @@ fn dynamic_tables(r: &mut Reader, pos: &mut u64) -> Res<Tables> {
         return Err(Invalid);
     }
     Ok(Tables {
-        lit: Huffman::new(&lengths[..hlit], &LIT_EXTRA)?,
-        dist: Huffman::new(&lengths[hlit..n], &DIST_EXTRA_OF)?,
+        lit: Huffman::new(&lengths[..hlit], &LIT_BASE_EXTRA)?,
+        dist: Huffman::new(&lengths[hlit..n], &DIST_BASE_EXTRA)?,
     })
 }
 
@@ -507,12 +507,6 @@ impl Tokens {
     fn open_run(&mut self) {
         self.run = self.buf.len();
         self.buf.push(0);
-    }
-
-    /// Appends the bits `from..to` of `data` verbatim (between two streams).
-    pub(super) fn gap(&mut self, data: &[u8], from: u64, to: u64) {
-        self.record(CTL_GAP, 0);
-        self.bits(data, from, to);
     }
 
     /// Appends the bit count and the bits `from..to` of `data` (right after
@@ -838,7 +832,8 @@ pub(super) trait Gaps: Sink {
 
 impl Gaps for Tokens {
     fn gap(&mut self, data: &[u8], from: u64, to: u64) {
-        Tokens::gap(self, data, from, to);
+        self.record(CTL_GAP, 0);
+        self.bits(data, from, to);
     }
 }
 
@@ -850,6 +845,12 @@ pub(super) struct Featured {
 }
 
 impl Featured {
+    /// The items' hash so far ([`ItemHash::h`]).
+    #[inline(always)]
+    pub(super) fn hash(&self) -> u64 {
+        self.hash.h
+    }
+
     /// The tokens and features so far, as the items of a chunk from `start`.
     pub(super) fn finish(mut self, start: TokenStart) -> ChunkTokens {
         ChunkTokens {

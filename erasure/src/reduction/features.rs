@@ -194,8 +194,9 @@ impl Sampler {
     }
 
     /// [`Sampler::sample`] of the first feature of each super-feature only
-    /// (all that [`Sampler::finish`] of one feature each reads).
-    #[inline(always)]
+    /// (all that [`Sampler::finish`] of one feature each reads); out of
+    /// line like it, off the parse's hot loop.
+    #[inline(never)]
     fn sample_first(&mut self, h: u64) {
         self.sampled = true;
         for i in 0..SUPER_FEATURES {

@@ -8,9 +8,7 @@
 use super::chunker::zip_header_at;
 use super::deflate::{
     parse_header, peek, Block, ChunkTokens, Featured, Gaps, Parser, Reader, Sink, Stop, TokenStart,
-    Tokens,
 };
-use super::features::ItemHash;
 
 /// Offset of the first zip member's local header in `data` (deflated or
 /// not; a plausible header as the chunker anchors its cuts at).
@@ -448,13 +446,11 @@ pub struct Piece {
     pub tokens: Option<ChunkTokens>,
 }
 
-/// A sink that keeps tokens and cuts where the Gear hash of the piece's
-/// items ([`ItemHash`], which also samples the piece's features) meets a
-/// mask, once the piece has its minimum size (the parse's limit keeps it
-/// within the maximum).
+/// A sink that keeps tokens and features ([`Featured`]) and cuts where the
+/// Gear hash of the piece's items meets a mask, once the piece has its
+/// minimum size (the parse's limit keeps it within the maximum).
 struct Cutting {
-    tokens: Tokens,
-    hash: ItemHash,
+    featured: Featured,
     from: u64,
     min: u64,
     mask: u64,
@@ -463,31 +459,29 @@ struct Cutting {
 impl Cutting {
     #[inline(always)]
     fn cut(&self, end: u64) -> bool {
-        self.hash.h & self.mask == 0 && end - self.from >= self.min
+        self.featured.hash() & self.mask == 0 && end - self.from >= self.min
     }
 }
 
 impl Sink for Cutting {
     #[inline(always)]
     fn literal(&mut self, b: u8, end: u64) -> bool {
-        self.tokens.literal(b, end);
-        self.hash.literal(b);
+        self.featured.literal(b, end);
         self.cut(end)
     }
 
     #[inline(always)]
     fn matched(&mut self, len: u16, dist: u16, end: u64) -> bool {
-        self.tokens.record((len - 3) as u8, dist);
-        self.hash.matched(len, dist);
+        self.featured.matched(len, dist, end);
         self.cut(end)
     }
 
     fn end_of_block(&mut self) -> bool {
-        self.tokens.end_of_block()
+        self.featured.end_of_block()
     }
 
     fn header(&mut self, data: &[u8], from: u64, to: u64) -> bool {
-        self.tokens.header(data, from, to)
+        self.featured.header(data, from, to)
     }
 }
 
@@ -564,8 +558,7 @@ impl SpanCutter {
             let first = self.pos;
             let block = self.parser.block().clone();
             let mut sink = Cutting {
-                tokens: Tokens::default(),
-                hash: ItemHash::default(),
+                featured: Featured::default(),
                 from: cs,
                 min: sizes.min as u64 * 8,
                 mask: !0u64 << (64 - bits),
@@ -574,7 +567,6 @@ impl SpanCutter {
             let cap = start + sizes.max;
             let piece_limit = limit.min(cap as u64 * 8);
             let (p, stop) = self.parser.parse_into(data, first, piece_limit, &mut sink);
-            let sfs = sink.hash.finish();
             self.pos = p;
             let end = match stop {
                 Stop::Cut => (p.div_ceil(8) as usize).min(stop_byte),
@@ -585,15 +577,13 @@ impl SpanCutter {
                 }
             };
             let len_bits = (end - start) as u64 * 8;
-            let tokens = ((p - first) * 2 >= len_bits).then(|| ChunkTokens {
-                start: TokenStart {
+            let tokens = ((p - first) * 2 >= len_bits).then(|| {
+                sink.featured.finish(TokenStart {
                     block,
                     prefix_bits: first - cs,
                     end_bits: p - cs,
                     streams: Vec::new(),
-                },
-                tokens: sink.tokens.finish(),
-                sfs,
+                })
             });
             out.push(Piece {
                 len: end - start,
