@@ -93,6 +93,10 @@ struct Huffman {
     /// Codes per length and the symbols in canonical order (for long codes).
     count: [u16; 16],
     symbols: Vec<u16>,
+    /// The canonical decoder's first code and symbol index of the codes
+    /// longer than `bits` (where [`Huffman::lookup_long`] starts).
+    long_first: i32,
+    long_index: i32,
     /// Per symbol: (code, bit-reversed for LSB-first writing; length, 0 = none).
     codes: Vec<(u16, u8)>,
     /// Whether the code leaves no bit pattern undecodable (zlib's always do).
@@ -191,12 +195,19 @@ impl Huffman {
             }
             done += count[l] as usize;
         }
+        let (mut long_first, mut long_index) = (0i32, 0i32);
+        for &c in &count[1..=bits as usize] {
+            long_index += c as i32;
+            long_first = (long_first + c as i32) << 1;
+        }
         Ok(Huffman {
             table,
             bits,
             extra,
             count,
             symbols,
+            long_first,
+            long_index,
             codes,
             complete: left == 0,
         })
@@ -220,11 +231,13 @@ impl Huffman {
         Some(entry(self.extra, sym, len))
     }
 
-    /// Canonical decoding one bit at a time, for codes the table does not hold.
+    /// Canonical decoding one bit at a time, for codes the table does not
+    /// hold (longer than `bits`: it starts after the table's bits).
     #[cold]
     fn lookup_long(&self, v: u64) -> Option<(usize, u32)> {
-        let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
-        for len in 1..16u32 {
+        let mut code = (reverse(v as u32 & ((1 << self.bits) - 1), self.bits) << 1) as i32;
+        let (mut first, mut index) = (self.long_first, self.long_index);
+        for len in self.bits + 1..16 {
             code |= ((v >> (len - 1)) & 1) as i32;
             let count = self.count[len as usize] as i32;
             if code - count < first {

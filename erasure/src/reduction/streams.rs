@@ -204,19 +204,40 @@ const RESYNC_BLOCK_BITS: u64 = 256 << 13;
 /// its tables: BTYPE 2, at most 286 literal/length and 30 distance codes,
 /// and code-length code lengths that make a complete code (zlib's always do).
 fn plausible_dynamic_header(data: &[u8], bit: u64) -> bool {
-    let v = peek(data, bit, 17);
+    // 17 bits of fields and the first 13 lengths (56 bits) in one read.
+    let v = peek56(data, bit);
     if (v >> 1) & 3 != 2 || (v >> 3) & 31 > 29 || (v >> 8) & 31 > 29 {
         return false;
     }
-    let hclen = ((v >> 13) & 15) as u64 + 4;
+    let hclen = ((v >> 13) & 15) as u32 + 4;
     let mut kraft = 0u32;
+    let mut lens = v >> 17;
     for i in 0..hclen {
-        let l = peek(data, bit + 17 + 3 * i, 3);
+        if i == 13 {
+            lens = peek56(data, bit + 17 + 39);
+        }
+        let l = (lens & 7) as u32;
+        lens >>= 3;
         if l > 0 {
             kraft += 1 << (7 - l);
+            // Over-subscribed already: no complete code can follow.
+            if kraft > 1 << 7 {
+                return false;
+            }
         }
     }
     kraft == 1 << 7
+}
+
+/// The 56 bits of `data` from bit `bit` (LSB first), zeros past the end.
+#[inline(always)]
+fn peek56(data: &[u8], bit: u64) -> u64 {
+    let byte = (bit >> 3) as usize;
+    let w = match data.get(byte..byte + 8) {
+        Some(w) => u64::from_le_bytes(w.try_into().expect("8 bytes")),
+        None => peek(data, bit & !7, 32) as u64 | (peek(data, (bit & !7) + 32, 32) as u64) << 32,
+    };
+    (w >> (bit & 7)) & ((1 << 56) - 1)
 }
 
 /// Stops after the block that a parse starts in, at the next header.
