@@ -263,36 +263,66 @@ pub fn resync(data: &[u8], from: u64, window: u64) -> Option<u64> {
         data,
         overrun: false,
     };
-    for bit in from..from.saturating_add(window).min(end) {
-        if !plausible_dynamic_header(data, bit) {
-            continue;
-        }
-        let Ok((Block::Huffman(h), after)) = parse_header(&mut r, bit) else {
-            continue;
-        };
-        if !h.complete() {
-            continue;
-        }
-        let mut parser = Parser::new(Block::Huffman(h));
-        let limit = end.min(after + RESYNC_BLOCK_BITS);
-        let (p, stop) = parser.parse_into(data, after, limit, &mut UntilNextHeader);
-        let next = (p.div_ceil(8) as usize).min(data.len());
-        let found = match stop {
-            // The next block's header parsed too (complete codes if Huffman).
-            Stop::Cut => match parser.block() {
-                Block::Huffman(h) => h.complete(),
-                _ => true,
-            },
-            // A final block: the member ends there, before the next record
-            // of the zip (any block ends at some end-of-block code).
-            Stop::End => data[next..].starts_with(b"PK"),
-            _ => false,
-        };
-        if found {
-            return Some(bit);
+    let stop = from.saturating_add(window).min(end);
+    let mut base = from;
+    while base < stop {
+        let n = (stop - base).min(CANDIDATES_PER_READ);
+        let mut candidates = dynamic_header_candidates(data, base) & ((1 << n) - 1);
+        base += n;
+        while candidates != 0 {
+            let bit = base - n + candidates.trailing_zeros() as u64;
+            candidates &= candidates - 1;
+            if let Some(found) = resync_at(data, &mut r, bit, end) {
+                return Some(found);
+            }
         }
     }
     None
+}
+
+/// Bit positions [`dynamic_header_candidates`] tests in one read (a header's
+/// first 13 bits each, within the 56 bits read).
+const CANDIDATES_PER_READ: u64 = 56 - 13 + 1;
+
+/// Of the [`CANDIDATES_PER_READ`] bit positions from `base`, those (bit `i`
+/// for `base + i`) where a dynamic block header could start by its first 13
+/// bits: BTYPE 2 and HLIT, HDIST at most 29 (all tested at once, before
+/// [`plausible_dynamic_header`] tests each).
+fn dynamic_header_candidates(data: &[u8], base: u64) -> u64 {
+    let w = peek56(data, base);
+    let btype2 = !(w >> 1) & (w >> 2);
+    let hlit_over = (w >> 4) & (w >> 5) & (w >> 6) & (w >> 7);
+    let hdist_over = (w >> 9) & (w >> 10) & (w >> 11) & (w >> 12);
+    btype2 & !hlit_over & !hdist_over
+}
+
+/// Whether a block to go on from starts at `bit` (see [`resync`]).
+fn resync_at(data: &[u8], r: &mut Reader, bit: u64, end: u64) -> Option<u64> {
+    if !plausible_dynamic_header(data, bit) {
+        return None;
+    }
+    let Ok((Block::Huffman(h), after)) = parse_header(r, bit) else {
+        return None;
+    };
+    if !h.complete() {
+        return None;
+    }
+    let mut parser = Parser::new(Block::Huffman(h));
+    let limit = end.min(after + RESYNC_BLOCK_BITS);
+    let (p, stop) = parser.parse_into(data, after, limit, &mut UntilNextHeader);
+    let next = (p.div_ceil(8) as usize).min(data.len());
+    let found = match stop {
+        // The next block's header parsed too (complete codes if Huffman).
+        Stop::Cut => match parser.block() {
+            Block::Huffman(h) => h.complete(),
+            _ => true,
+        },
+        // A final block: the member ends there, before the next record
+        // of the zip (any block ends at some end-of-block code).
+        Stop::End => data[next..].starts_with(b"PK"),
+        _ => false,
+    };
+    found.then_some(bit)
 }
 
 /// A stretch of an extent cut by deflate tokens: its pieces follow one
