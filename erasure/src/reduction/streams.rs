@@ -206,7 +206,7 @@ const RESYNC_BLOCK_BITS: u64 = 256 << 13;
 fn plausible_dynamic_header(data: &[u8], bit: u64) -> bool {
     // 17 bits of fields and the first 13 lengths (56 bits) in one read.
     let v = peek56(data, bit);
-    if (v >> 1) & 3 != 2 || (v >> 3) & 31 > 29 || (v >> 8) & 31 > 29 {
+    if !plausible_fields(v) {
         return false;
     }
     let hclen = ((v >> 13) & 15) as u32 + 4;
@@ -227,6 +227,11 @@ fn plausible_dynamic_header(data: &[u8], bit: u64) -> bool {
         }
     }
     kraft == 1 << 7
+}
+
+/// Whether the header bits `v` start with BTYPE 2 and HLIT, HDIST at most 29.
+fn plausible_fields(v: u64) -> bool {
+    (v >> 1) & 3 == 2 && (v >> 3) & 31 <= 29 && (v >> 8) & 31 <= 29
 }
 
 /// The 56 bits of `data` from bit `bit` (LSB first), zeros past the end.
@@ -772,6 +777,18 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn header_candidates_are_the_positions_with_plausible_fields(
+            data in proptest::collection::vec(any::<u8>(), 1..40),
+            base in 0u64..320,
+        ) {
+            let found = dynamic_header_candidates(&data, base);
+            for i in 0..CANDIDATES_PER_READ {
+                let one = plausible_fields(peek56(&data, base + i));
+                prop_assert_eq!((found >> i) & 1 == 1, one, "bit {}", base + i);
+            }
+        }
+
         #[test]
         fn chunks_with_tokens_rebuild_and_parse_alone_alike(
             seed in 1u64..1000,
