@@ -37,7 +37,7 @@ use encode::{
     ENCODING_ZSTD, ENCODING_ZSTD_PLANES, ZSTD_DICT_MAGIC,
 };
 use features::SUPER_FEATURES;
-use streams::{CutSizes, Span, StreamWalk};
+use streams::{CutSizes, StreamWalk};
 
 /// Prefix of the fingerprint records: `layout/rd/chunk/<id u64 BE>` →
 /// `[version 1][blake3 of the logical bytes, 32 bytes]`.
@@ -640,7 +640,8 @@ type Piece = (Cut, Option<ChunkTokens>, Option<usize>);
 /// chunk's offset and length), which need not be taken again.
 struct ExtentCuts {
     pieces: Vec<Piece>,
-    spans: Vec<Span>,
+    /// Where the streams of the members not cut by tokens start.
+    stream_starts: Vec<u64>,
     fps: HashMap<(usize, usize), [u8; 32]>,
 }
 
@@ -653,7 +654,7 @@ impl SimilarityReducer {
     fn cut_extent(&self, extent: &[u8], max_stored: usize, format_aware: bool) -> ExtentCuts {
         let mut out: Vec<Piece> = Vec::new();
         let mut at = 0;
-        let mut spans = Vec::new();
+        let mut stream_starts = Vec::new();
         let mut fps = HashMap::new();
         let push_cuts = |out: &mut Vec<Piece>, from: usize, to: usize| {
             let cuts = self.chunks(&extent[from..to], max_stored, format_aware);
@@ -702,13 +703,13 @@ impl SimilarityReducer {
                 at = run.start + run.pieces.iter().map(|p| p.len).sum::<usize>();
                 out.extend(run.pieces.into_iter().map(|p| piece(i, p)));
             }
-            spans = cuts.spans;
+            stream_starts = cuts.stream_starts;
             fps = memo.fps;
         }
         push_cuts(&mut out, at, extent.len());
         ExtentCuts {
             pieces: out,
-            spans,
+            stream_starts,
             fps,
         }
     }
@@ -845,7 +846,7 @@ impl Reducer for SimilarityReducer {
         let format_aware = want_features && self.cfg.float_planes;
         let ExtentCuts {
             pieces: cuts,
-            spans,
+            stream_starts,
             fps,
         } = self.cut_extent(extent, max_stored, format_aware);
         let mut out = Vec::with_capacity(cuts.len());
@@ -855,7 +856,7 @@ impl Reducer for SimilarityReducer {
         // The base after the previous chunk's base, and whether the previous
         // chunk was itself a new base (carried over from the last extent).
         let (mut next, mut prev_was_base) = self.state.lock().carry;
-        let mut walk = format_aware.then(|| StreamWalk::new(extent, &spans));
+        let mut walk = format_aware.then(|| StreamWalk::from_starts(extent, stream_starts));
         // The last chunk's run of deflate pieces and fingerprint.
         let mut prev_piece: Option<(usize, [u8; 32])> = None;
         for (cut, piece_tokens, run) in cuts {

@@ -13,11 +13,37 @@ use super::deflate::{
 /// Offset of the first zip member's local header in `data` (deflated or
 /// not; a plausible header as the chunker anchors its cuts at).
 pub fn first_member(data: &[u8]) -> Option<usize> {
-    memchr::memmem::find_iter(data, b"PK\x03\x04").find(|&at| zip_header_at(data, at))
+    first_member_at(data, &signatures(data))
 }
 
-fn members(data: &[u8]) -> impl Iterator<Item = (usize, Option<usize>)> + '_ {
-    memchr::memmem::find_iter(data, b"PK\x03\x04").filter_map(|at| zip_member(data, at))
+/// [`first_member`] among the `signatures` of `data`.
+fn first_member_at(data: &[u8], signatures: &[usize]) -> Option<usize> {
+    signatures
+        .iter()
+        .copied()
+        .find(|&at| zip_header_at(data, at))
+}
+
+/// Offsets of every zip local header signature in `data` (plausible
+/// headers or not), ascending: one scan that the searches for members share.
+pub fn signatures(data: &[u8]) -> Vec<usize> {
+    memchr::memmem::find_iter(data, b"PK\x03\x04").collect()
+}
+
+fn members<'a>(
+    data: &'a [u8],
+    signatures: &'a [usize],
+) -> impl Iterator<Item = (usize, Option<usize>)> + 'a {
+    signatures.iter().filter_map(|&at| zip_member(data, at))
+}
+
+/// Bits where the deflate streams of the members in `data` start, ascending,
+/// but for those of the members in `skip`.
+fn stream_starts(data: &[u8], signatures: &[usize], skip: &[Span]) -> Vec<u64> {
+    members(data, signatures)
+        .filter(|(s, _)| !skip.iter().any(|sp| (sp.header..sp.end).contains(s)))
+        .map(|(s, _)| s as u64 * 8)
+        .collect()
 }
 
 /// Follows the deflate streams of the zip members in an extent through its
@@ -38,10 +64,12 @@ impl<'a> StreamWalk<'a> {
     /// A walk over the streams of `data` (an extent) that start in it,
     /// but for the members in `skip` (cut by a [`SpanCutter`]).
     pub fn new(data: &'a [u8], skip: &[Span]) -> StreamWalk<'a> {
-        let starts = members(data)
-            .filter(|(s, _)| !skip.iter().any(|sp| (sp.header..sp.end).contains(s)))
-            .map(|(s, _)| s as u64 * 8)
-            .collect();
+        StreamWalk::from_starts(data, stream_starts(data, &signatures(data), skip))
+    }
+
+    /// A walk over the streams of `data` that start at the bits `starts`
+    /// (ascending; [`DeflateCuts::stream_starts`]).
+    pub fn from_starts(data: &'a [u8], starts: Vec<u64>) -> StreamWalk<'a> {
         StreamWalk {
             data,
             starts,
@@ -178,8 +206,13 @@ pub struct Span {
 /// The deflated members of at least `min` compressed bytes whose header
 /// gives their size, ascending and not overlapping.
 pub fn spans(data: &[u8], min: usize) -> Vec<Span> {
+    spans_at(data, &signatures(data), min)
+}
+
+/// [`spans`] of the members whose headers are among `signatures`.
+fn spans_at(data: &[u8], signatures: &[usize], min: usize) -> Vec<Span> {
     let mut out: Vec<Span> = Vec::new();
-    for at in memchr::memmem::find_iter(data, b"PK\x03\x04") {
+    for &at in signatures {
         if out.last().is_some_and(|s| at < s.end) {
             continue;
         }
@@ -351,6 +384,9 @@ pub struct DeflateCuts<K> {
     pub spans: Vec<Span>,
     /// How many large members the extent holds.
     pub members: usize,
+    /// Bits where the other members' streams start (for
+    /// [`StreamWalk::from_starts`]).
+    pub stream_starts: Vec<u64>,
 }
 
 /// What a cutter knows of what it cut before, so that deflate data seen
@@ -399,15 +435,17 @@ pub fn cut_deflate<M: CutMemo>(
     search_headerless: bool,
     memo: &mut M,
 ) -> DeflateCuts<M::Key> {
-    let found = spans(extent, min_member);
+    let sigs = signatures(extent);
+    let found = spans_at(extent, &sigs, min_member);
     let mut out = DeflateCuts {
         runs: Vec::new(),
         spans: Vec::new(),
         members: found.len(),
+        stream_starts: Vec::new(),
     };
     // Deflate data before the first member header: the rest of a member
     // that began in an earlier extent.
-    let head = first_member(extent).unwrap_or(extent.len());
+    let head = first_member_at(extent, &sigs).unwrap_or(extent.len());
     let mut at = 0;
     if head < extent.len() || search_headerless {
         if let Some(pieces) = cut_stretch(extent, head, window, sizes, memo) {
@@ -450,6 +488,7 @@ pub fn cut_deflate<M: CutMemo>(
             fresh,
         });
     }
+    out.stream_starts = stream_starts(extent, &sigs, &out.spans);
     out
 }
 
