@@ -86,6 +86,7 @@ for ck in range(5):
 fn build_checkpoints(dir: &Path) -> Res<()> {
     let ok = Command::new("python3")
         .args(["-c", "import numpy"])
+        .stderr(std::process::Stdio::null())
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
