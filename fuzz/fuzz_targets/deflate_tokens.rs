@@ -79,6 +79,7 @@ fn check(chunk: &[u8], ct: &ChunkTokens) {
         encodes_to(
             ct.start.block.clone(),
             &ct.tokens,
+            &ct.headers,
             chunk,
             ct.start.prefix_bits,
             end

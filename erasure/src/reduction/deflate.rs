@@ -629,13 +629,13 @@ impl Parser {
                         Item::Literal(b) => out.literal(b, p),
                         Item::Match(len, dist) => out.matched(len, dist, p),
                         Item::EndOfBlock => out.end_of_block(),
-                        Item::Header => out.header(data, pos, p),
+                        Item::Header => out.header(data, pos, p, &self.block),
                         Item::LastLiteral(b) => {
                             let cut = out.literal(b, p);
                             out.end_of_block() || cut
                         }
                         Item::EmptyStored => {
-                            out.header(data, pos, p);
+                            out.header(data, pos, p, &self.block);
                             out.end_of_block()
                         }
                     };
@@ -743,6 +743,9 @@ pub struct ChunkTokens {
     pub tokens: Vec<u8>,
     /// The items' super-features ([`ItemHash`]); `None` when none was sampled.
     pub sfs: Option<[u64; SUPER_FEATURES]>,
+    /// The Huffman block headers among the items, as parsed (so that the
+    /// check of a stored form need not build their codes again).
+    pub headers: Vec<Arc<Header>>,
 }
 
 /// Where the deflate items of a chunk start.
@@ -855,6 +858,7 @@ impl Gaps for Tokens {
 pub(super) struct Featured {
     tokens: Tokens,
     hash: ItemHash,
+    headers: Vec<Arc<Header>>,
 }
 
 impl Featured {
@@ -870,6 +874,7 @@ impl Featured {
             start,
             sfs: self.hash.finish(),
             tokens: self.tokens.finish(),
+            headers: self.headers,
         }
     }
 }
@@ -891,8 +896,11 @@ impl Sink for Featured {
         self.tokens.end_of_block()
     }
 
-    fn header(&mut self, data: &[u8], from: u64, to: u64) -> bool {
-        self.tokens.header(data, from, to)
+    fn header(&mut self, data: &[u8], from: u64, to: u64, block: &Block) -> bool {
+        if let Block::Huffman(h) = block {
+            self.headers.push(h.clone());
+        }
+        self.tokens.header(data, from, to, block)
     }
 }
 
@@ -1016,7 +1024,7 @@ pub(super) trait Sink {
     fn end_of_block(&mut self) -> bool {
         false
     }
-    fn header(&mut self, _data: &[u8], _from: u64, _to: u64) -> bool {
+    fn header(&mut self, _data: &[u8], _from: u64, _to: u64, _block: &Block) -> bool {
         false
     }
 }
@@ -1039,7 +1047,7 @@ impl Sink for Tokens {
         false
     }
 
-    fn header(&mut self, data: &[u8], from: u64, to: u64) -> bool {
+    fn header(&mut self, data: &[u8], from: u64, to: u64, _: &Block) -> bool {
         self.record(CTL_HEADER, 0);
         self.bits(data, from, to);
         false
@@ -1268,27 +1276,43 @@ fn dist_symbol(dist: u16) -> Res<(usize, u32, u32)> {
 pub fn encode(block: Block, tokens: &[u8], w: &mut BitWriter) -> Res<Block> {
     // The accumulator as locals of its own (kept in registers: only the
     // byte vector is reached through a pointer).
-    w.with_writer(|w| encode_with(block, tokens, w))
+    w.with_writer(|w| encode_with(block, tokens, &[], w))
 }
 
 /// Whether the items of `tokens`, written from `block`, are exactly the
 /// bits `from..to` of `expected` (what [`encode`] would write there,
-/// without writing it anywhere).
-pub fn encodes_to(block: Block, tokens: &[u8], expected: &[u8], from: u64, to: u64) -> bool {
+/// without writing it anywhere). `headers` are the Huffman headers the
+/// parse found among the items ([`ChunkTokens::headers`]; may be empty):
+/// a header whose bits are those in the tokens is used as it is, whose
+/// codes are what [`encode`] would build from the same bits.
+pub fn encodes_to(
+    block: Block,
+    tokens: &[u8],
+    headers: &[Arc<Header>],
+    expected: &[u8],
+    from: u64,
+    to: u64,
+) -> bool {
     let mut cmp = Compare {
         expected,
         pos: from,
         diff: 0,
     };
-    encode_with(block, tokens, &mut cmp).is_ok()
+    encode_with(block, tokens, headers, &mut cmp).is_ok()
         && cmp.diff == 0
         && cmp.pos == to
         && to <= expected.len() as u64 * 8
 }
 
 #[inline(always)]
-fn encode_with(mut block: Block, tokens: &[u8], w: &mut impl BitOut) -> Res<Block> {
+fn encode_with(
+    mut block: Block,
+    tokens: &[u8],
+    headers: &[Arc<Header>],
+    w: &mut impl BitOut,
+) -> Res<Block> {
     let mut at = 0usize;
+    let mut parsed = headers.iter();
     loop {
         let n = get_varint(tokens, &mut at)? as usize;
         let lits = tokens
@@ -1363,7 +1387,13 @@ fn encode_with(mut block: Block, tokens: &[u8], w: &mut impl BitOut) -> Res<Bloc
                 at += nbytes;
                 let nbits = u32::try_from(nbits).map_err(|_| Invalid)?;
                 // Stored headers hold alignment padding: keep them verbatim too.
-                block = block_of_header(bits, nbits)?;
+                block = match parsed.as_slice().first() {
+                    Some(h) if h.nbits == nbits && h.bits == bits => {
+                        parsed.next();
+                        Block::Huffman(h.clone())
+                    }
+                    _ => block_of_header(bits, nbits)?,
+                };
                 w.copy_bits(bits, 0, nbits as u64);
             }
             CTL_GAP => {
@@ -1501,13 +1531,42 @@ pub(crate) mod tests {
         assert_eq!(w.bits(), end);
         assert_eq!(w.finish(), stream);
         // The check without writing agrees, and catches any changed bit.
-        assert!(encodes_to(Block::Boundary, &tokens, stream, 0, end));
-        assert!(!encodes_to(Block::Boundary, &tokens, stream, 0, end - 1));
+        assert!(encodes_to(Block::Boundary, &tokens, &[], stream, 0, end));
+        assert!(!encodes_to(
+            Block::Boundary,
+            &tokens,
+            &[],
+            stream,
+            0,
+            end - 1
+        ));
         for bit in [0, end / 2, end - 1] {
             let mut changed = stream.to_vec();
             changed[(bit / 8) as usize] ^= 1 << (bit % 8);
-            assert!(!encodes_to(Block::Boundary, &tokens, &changed, 0, end));
+            assert!(!encodes_to(Block::Boundary, &tokens, &[], &changed, 0, end));
         }
+        // So with the headers the parse kept (used instead of rebuilt), and
+        // with headers that are not those in the tokens (rebuilt).
+        let mut f = Featured::default();
+        Parser::new(Block::Boundary).parse_into(stream, 0, u64::MAX, &mut f);
+        let parsed = f.finish(TokenStart {
+            block: Block::Boundary,
+            prefix_bits: 0,
+            end_bits: end,
+            streams: Vec::new(),
+        });
+        assert_eq!(parsed.tokens, tokens);
+        let check = |hs: &[Arc<Header>], bits: &[u8]| {
+            encodes_to(Block::Boundary, &tokens, hs, bits, 0, end)
+        };
+        assert!(check(&parsed.headers, stream));
+        let mut changed = stream.to_vec();
+        changed[(end / 16) as usize] ^= 4;
+        assert!(!check(&parsed.headers, &changed));
+        assert!(check(
+            &parsed.headers[1.min(parsed.headers.len())..],
+            stream
+        ));
     }
 
     #[test]

@@ -597,7 +597,7 @@ impl SimilarityReducer {
         // The stored form is only as good as the rebuild: check it.
         let (from, to) = (ct.start.prefix_bits, ct.start.end_bits);
         let block = ct.start.block.clone();
-        if !deflate::encodes_to(block, &ct.tokens, logical, from, to) {
+        if !deflate::encodes_to(block, &ct.tokens, &ct.headers, logical, from, to) {
             return Ok(None);
         }
         Ok(Some(Encoded {

@@ -282,7 +282,7 @@ fn peek56(data: &[u8], bit: u64) -> u64 {
 struct UntilNextHeader;
 
 impl Sink for UntilNextHeader {
-    fn header(&mut self, _: &[u8], _: u64, _: u64) -> bool {
+    fn header(&mut self, _: &[u8], _: u64, _: u64, _: &Block) -> bool {
         true
     }
 }
@@ -575,8 +575,8 @@ impl Sink for Cutting {
         self.featured.end_of_block()
     }
 
-    fn header(&mut self, data: &[u8], from: u64, to: u64) -> bool {
-        self.featured.header(data, from, to)
+    fn header(&mut self, data: &[u8], from: u64, to: u64, block: &Block) -> bool {
+        self.featured.header(data, from, to, block)
     }
 }
 
