@@ -233,15 +233,12 @@ fn spans_at(data: &[u8], signatures: &[usize], min: usize) -> Vec<Span> {
 /// hold 16 Ki symbols; a longer one is not taken).
 const RESYNC_BLOCK_BITS: u64 = 256 << 13;
 
-/// A cheap first test of a dynamic block header at `bit`, before building
-/// its tables: BTYPE 2, at most 286 literal/length and 30 distance codes,
-/// and code-length code lengths that make a complete code (zlib's always do).
-fn plausible_dynamic_header(data: &[u8], bit: u64) -> bool {
+/// The second test of a dynamic block header at `bit`, whose fields
+/// [`dynamic_header_candidates`] passed: code-length code lengths that make
+/// a complete code (zlib's always do), before its tables are built.
+fn complete_code_length_code(data: &[u8], bit: u64) -> bool {
     // 17 bits of fields and the first 13 lengths (56 bits) in one read.
     let v = peek56(data, bit);
-    if !plausible_fields(v) {
-        return false;
-    }
     let hclen = ((v >> 13) & 15) as u32 + 4;
     let mut kraft = 0u32;
     let mut lens = v >> 17;
@@ -260,11 +257,6 @@ fn plausible_dynamic_header(data: &[u8], bit: u64) -> bool {
         }
     }
     kraft == 1 << 7
-}
-
-/// Whether the header bits `v` start with BTYPE 2 and HLIT, HDIST at most 29.
-fn plausible_fields(v: u64) -> bool {
-    (v >> 1) & 3 == 2 && (v >> 3) & 31 <= 29 && (v >> 8) & 31 <= 29
 }
 
 /// The 56 bits of `data` from bit `bit` (LSB first), zeros past the end.
@@ -325,7 +317,7 @@ const CANDIDATES_PER_READ: u64 = 56 - 13 + 1;
 /// Of the [`CANDIDATES_PER_READ`] bit positions from `base`, those (bit `i`
 /// for `base + i`) where a dynamic block header could start by its first 13
 /// bits: BTYPE 2 and HLIT, HDIST at most 29 (all tested at once, before
-/// [`plausible_dynamic_header`] tests each).
+/// [`complete_code_length_code`] tests each).
 fn dynamic_header_candidates(data: &[u8], base: u64) -> u64 {
     let w = peek56(data, base);
     let btype2 = !(w >> 1) & (w >> 2);
@@ -336,7 +328,7 @@ fn dynamic_header_candidates(data: &[u8], base: u64) -> u64 {
 
 /// Whether a block to go on from starts at `bit` (see [`resync`]).
 fn resync_at(data: &[u8], r: &mut Reader, bit: u64, end: u64) -> Option<u64> {
-    if !plausible_dynamic_header(data, bit) {
+    if !complete_code_length_code(data, bit) {
         return None;
     }
     let Ok((Block::Huffman(h), after)) = parse_header(r, bit) else {
@@ -823,7 +815,9 @@ mod tests {
         ) {
             let found = dynamic_header_candidates(&data, base);
             for i in 0..CANDIDATES_PER_READ {
-                let one = plausible_fields(peek56(&data, base + i));
+                // BTYPE 2, HLIT and HDIST at most 29, read one by one.
+                let v = peek(&data, base + i, 13);
+                let one = (v >> 1) & 3 == 2 && (v >> 3) & 31 <= 29 && (v >> 8) & 31 <= 29;
                 prop_assert_eq!((found >> i) & 1 == 1, one, "bit {}", base + i);
             }
         }
